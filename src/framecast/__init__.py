@@ -1,0 +1,3 @@
+"""framecast: open text-to-video."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,145 @@
+"""The `framecast` command: parses arguments, fills options, calls the library.
+
+Exit codes: 0 success, 1 failed work (e.g. a clip that fails evaluation with --strict),
+2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_SECONDS = 4.0
+DEFAULT_FPS = 12.0
+DEFAULT_SIZE = "96x96"
+
+
+class UsageError(ValueError):
+    """Bad input from the command line."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'WxH' -> (W, H), both positive."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 96x96 (WIDTHxHEIGHT), got {text!r}") from None
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"size must be at least 1x1, got {text!r}")
+    return w, h
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
+
+
+def _clip_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seconds", type=_positive(float), default=DEFAULT_SECONDS, help="clip length (default 4)")
+    p.add_argument("--fps", type=_positive(float), default=DEFAULT_FPS, help="frames per second (default 12)")
+    p.add_argument("--size", type=parse_size, default=parse_size(DEFAULT_SIZE), metavar="WxH",
+                   help="frame size in pixels (default 96x96); the aspect ratio follows from it")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same clips")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="framecast", description="Open text-to-video.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    world = sub.add_parser("world", help="the built-in physics world").add_subparsers(dest="world_command", required=True)
+    p = world.add_parser("sample", help="render world clips: DIR/NAME.mp4 + DIR/NAME.json")
+    p.add_argument("--n", type=int, default=4, help="number of clips")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    _clip_args(p)
+    p.set_defaults(func=cmd_world_sample)
+
+    p = world.add_parser("shards", help="write a training data set of world clips as shards")
+    p.add_argument("--n", type=int, required=True, help="number of clips")
+    p.add_argument("--out", type=Path, required=True, help="output folder (resumes if it exists)")
+    _clip_args(p)
+    p.add_argument("--frames", type=int, default=None,
+                   help="frames per clip (default seconds*fps; 1+4k suits the video VAE)")
+    p.add_argument("--shard-size", type=int, default=64, help="clips per shard")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.set_defaults(func=cmd_world_shards)
+
+    p = world.add_parser("expand", help="expand a short prompt into a detailed caption and a scene")
+    p.add_argument("prompt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=parse_size, default=parse_size(DEFAULT_SIZE), metavar="WxH")
+    p.add_argument("--seconds", type=_positive(float), default=DEFAULT_SECONDS)
+    p.set_defaults(func=cmd_world_expand)
+
+    p = sub.add_parser("eval", help="score clips against their prompts by the world's rules")
+    p.add_argument("dir", type=Path, help="folder of NAME.mp4 + NAME.json (prompt and/or scene)")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def cmd_world_sample(args) -> int:
+    from .world.export import write_samples
+
+    if args.n < 1:
+        raise UsageError(f"--n must be at least 1, got {args.n}")
+    w, h = args.size
+    paths = write_samples(args.out, args.n, args.seconds, args.fps, w, h, args.seed)
+    print(f"wrote {len(paths)} clips to {args.out}")
+    return 0
+
+
+def cmd_world_shards(args) -> int:
+    from .world.dataset import WorldDataConfig, write_world_shards
+
+    if args.n < 1:
+        raise UsageError(f"--n must be at least 1, got {args.n}")
+    w, h = args.size
+    cfg = WorldDataConfig(n=args.n, seconds=args.seconds, fps=args.fps, width=w, height=h,
+                          frames=args.frames, seed=args.seed, shard_size=args.shard_size)
+    write_world_shards(args.out, cfg, workers=args.workers)
+    return 0
+
+
+def cmd_world_expand(args) -> int:
+    from .world.parse import expand_prompt
+
+    w, h = args.size
+    ex = expand_prompt(args.prompt, seed=args.seed, aspect=w / h, seconds=args.seconds)
+    print(json.dumps({"prompt": args.prompt, "caption": ex.caption, "scene": ex.scene.to_json()}, indent=2))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import evaluate_dir, format_report
+
+    if not args.dir.is_dir():
+        raise UsageError(f"{args.dir} is not a folder")
+    report = evaluate_dir(args.dir)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, ValueError, FileNotFoundError) as e:
+        print(f"framecast: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("framecast: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
