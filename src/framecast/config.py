@@ -1,0 +1,80 @@
+"""Typed configuration: model presets in one registry.
+
+A preset names a VAE and a DiT configuration; `PRESETS["tiny"]` is for tests and smoke runs,
+`default` is the shipped CPU-trainable model, `large` is for a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    in_channels: int = 3
+    latent_channels: int = 8
+    base_channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2, 4, 4)  # len - 1 spatial 2x downsamples
+    temporal_down: tuple[bool, ...] = (True, True, False)  # which downsamples also halve time
+    num_res_blocks: int = 1
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    latent_channels: int = 8
+    patch_size: tuple[int, int, int] = (1, 2, 2)  # (t, h, w) latent cells per token
+    dim: int = 256
+    depth: int = 8
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    text_dim: int = 384  # all-MiniLM-L6-v2 token embeddings
+    rope_theta: float = 10000.0
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    @property
+    def rope_dims(self) -> tuple[int, int, int]:
+        """Head channels rotated by the t, h and w positions (even, summing to <= head_dim)."""
+        d = self.head_dim
+        t = (d // 4) // 2 * 2
+        hw = ((d - t) // 2) // 2 * 2
+        return t, hw, hw
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    dit: DiTConfig = field(default_factory=DiTConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        def tuples(x: dict) -> dict:
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in x.items()}
+        return cls(VAEConfig(**tuples(d["vae"])), DiTConfig(**tuples(d["dit"])))
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(
+        VAEConfig(latent_channels=4, base_channels=8, channel_mults=(1, 2, 2, 2)),
+        DiTConfig(latent_channels=4, dim=64, depth=2, heads=2),
+    ),
+    "default": ModelConfig(
+        VAEConfig(latent_channels=8, base_channels=32, channel_mults=(1, 2, 4, 4)),
+        DiTConfig(latent_channels=8, dim=256, depth=8, heads=4),
+    ),
+    "large": ModelConfig(
+        VAEConfig(latent_channels=16, base_channels=64, channel_mults=(1, 2, 4, 4), num_res_blocks=2),
+        DiTConfig(latent_channels=16, dim=768, depth=16, heads=12),
+    ),
+}
+
+
+def preset(name: str) -> ModelConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]

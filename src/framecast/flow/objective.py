@@ -1,0 +1,34 @@
+"""Rectified flow matching: time sampling, interpolation, velocity target and loss."""
+
+from __future__ import annotations
+
+import torch
+
+from .schedules import shift_time
+
+
+def sample_times(batch: int, generator: torch.Generator | None = None, mean: float = 0.0, std: float = 1.0,
+                 shift: float = 1.0) -> torch.Tensor:
+    """Logit-normal flow times (SD3), shifted toward noise for large inputs: (B,) in (0, 1)."""
+    u = torch.randn(batch, generator=generator) * std + mean
+    return shift_time(torch.sigmoid(u), shift)
+
+
+def interpolate(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x_t = (1 - t) x0 + t noise, with t (B,) broadcast over the other dimensions."""
+    t = t.view(-1, *([1] * (x0.dim() - 1))).to(x0)
+    return (1 - t) * x0 + t * noise
+
+
+def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """d x_t / d t = noise - x0."""
+    return noise - x0
+
+
+def flow_loss(pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared velocity error; weight (same shape as x0, or broadcastable) masks elements out."""
+    err = (pred.float() - velocity_target(x0, noise).float()).pow(2)
+    if weight is None:
+        return err.mean()
+    weight = weight.expand_as(err).float()
+    return (err * weight).sum() / weight.sum().clamp_min(1.0)

@@ -1,0 +1,30 @@
+"""Pure functions of flow time. t = 0 is data, t = 1 is noise: x_t = (1 - t) x0 + t noise."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """Warp t toward noise by `shift` (SD3 / Flux): t' = s t / (1 + (s - 1) t); shift 1 is identity."""
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def resolution_shift(tokens: int, base_tokens: int = 256, base_shift: float = 1.0, max_tokens: int = 4096,
+                     max_shift: float = 3.0) -> float:
+    """Timestep shift that grows with the token count (log-linear between two anchors, as Flux).
+
+    More tokens (bigger or longer videos) keep more signal at a given t, so they need more
+    time spent near noise.
+    """
+    a = (math.log(max_shift) - math.log(base_shift)) / (math.log(max_tokens) - math.log(base_tokens))
+    return math.exp(math.log(base_shift) + a * (math.log(max(tokens, 1)) - math.log(base_tokens)))
+
+
+def sampling_times(steps: int, shift: float = 1.0) -> torch.Tensor:
+    """steps + 1 decreasing times from 1 (noise) to 0 (data), shifted: (steps + 1,) float64."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    return shift_time(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift)

@@ -1,0 +1,93 @@
+"""Spacetime diffusion transformer: predicts flow-matching velocity for a latent video.
+
+Latents (B, C, T, H, W) are cut into (pt, ph, pw) patches, one token each, with 3-axis RoPE
+over the (t, h, w) patch grid, so any duration, size and aspect ratio uses the same weights.
+Each block: adaLN-zero modulated full self-attention over all spacetime tokens, cross-attention
+to the text tokens, and an MLP.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from ..config import DiTConfig
+from .layers import MLP, Attention, RMSNorm, rope_angles, timestep_embedding
+
+
+def patchify(x: torch.Tensor, p: tuple[int, int, int]) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, N, C*pt*ph*pw) tokens, t-major over the patch grid."""
+    return rearrange(x, "b c (t pt) (h ph) (w pw) -> b (t h w) (c pt ph pw)", pt=p[0], ph=p[1], pw=p[2])
+
+
+def unpatchify(x: torch.Tensor, p: tuple[int, int, int], grid: tuple[int, int, int]) -> torch.Tensor:
+    """(B, N, C*pt*ph*pw) -> (B, C, T, H, W) for a (T/pt, H/ph, W/pw) patch grid."""
+    t, h, w = grid
+    return rearrange(x, "b (t h w) (c pt ph pw) -> b c (t pt) (h ph) (w pw)", t=t, h=h, w=w, pt=p[0], ph=p[1], pw=p[2])
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        d = cfg.dim
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(d, cfg.heads)
+        self.norm_cross = nn.LayerNorm(d, eps=1e-6)
+        self.cross = Attention(d, cfg.heads, context_dim=d)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.mlp = MLP(d, int(d * cfg.mlp_ratio))
+        self.modulation = nn.Linear(d, 6 * d)  # shift, scale, gate for attention and MLP
+        nn.init.zeros_(self.modulation.weight)
+        nn.init.zeros_(self.modulation.bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor | None,
+                rope: torch.Tensor) -> torch.Tensor:
+        """x (B, N, D) tokens; c (B, D) timestep conditioning; text (B, M, D)."""
+        mod = self.modulation(nn.functional.silu(c)).float()[:, None]  # (B, 1, 6D), fp32
+        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
+        h = (self.norm1(x).float() * (1 + scale1) + shift1).to(x.dtype)
+        x = x + (gate1 * self.attn(h, rope=rope).float()).to(x.dtype)
+        x = x + self.cross(self.norm_cross(x), context=text, mask=text_mask)
+        h = (self.norm2(x).float() * (1 + scale2) + shift2).to(x.dtype)
+        return x + (gate2 * self.mlp(h).float()).to(x.dtype)
+
+
+class DiT(nn.Module):
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.dim
+        patch_dim = cfg.latent_channels * cfg.patch_size[0] * cfg.patch_size[1] * cfg.patch_size[2]
+        self.patch_in = nn.Linear(patch_dim, d)
+        self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        self.text_in = nn.Sequential(RMSNorm(cfg.text_dim), nn.Linear(cfg.text_dim, d))
+        self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
+        self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.out_modulation = nn.Linear(d, 2 * d)
+        self.patch_out = nn.Linear(d, patch_dim)
+        for layer in (self.out_modulation, self.patch_out):  # start as a zero velocity
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def grid(self, shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """Patch grid (T/pt, H/ph, W/pw) of a latent shape (..., T, H, W)."""
+        t, h, w = shape[-3:]
+        pt, ph, pw = self.cfg.patch_size
+        if t % pt or h % ph or w % pw:
+            raise ValueError(f"latent size {t}x{h}x{w} is not a multiple of the patch size {pt}x{ph}x{pw}")
+        return t // pt, h // ph, w // pw
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor,
+                text_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Velocity for latents x (B, C, T, H, W) at flow times t (B,), given text tokens (B, M, text_dim)."""
+        grid = self.grid(x.shape)
+        rope = rope_angles(grid, self.cfg.rope_dims, self.cfg.rope_theta, device=x.device)  # (N, D_head/2)
+        tokens = self.patch_in(patchify(x, self.cfg.patch_size))  # (B, N, D)
+        c = self.time_mlp(timestep_embedding(t, self.cfg.dim).to(tokens.dtype))  # (B, D)
+        ctx = self.text_in(text.to(tokens.dtype))  # (B, M, D)
+        for block in self.blocks:
+            tokens = block(tokens, c, ctx, text_mask, rope)
+        shift, scale = self.out_modulation(nn.functional.silu(c)).float()[:, None].chunk(2, dim=-1)
+        tokens = (self.norm_out(tokens).float() * (1 + scale) + shift).to(tokens.dtype)
+        return unpatchify(self.patch_out(tokens), self.cfg.patch_size, grid)
