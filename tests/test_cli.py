@@ -69,3 +69,12 @@ def test_bad_input_is_a_clear_error(tmp_path, args, message):
     assert res.returncode == 2
     assert message in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_world_expand_refuses_what_the_world_cannot_show():
+    res = run("world", "expand", "a magenta ball falls", check=False)
+    assert res.returncode == 2 and "magenta" in res.stderr and "Traceback" not in res.stderr
+    res = run("world", "expand", "a red ball falls and bounces", "--seed", "4")
+    doc = json.loads(res.stdout)
+    assert doc["scene"]["objects"][0]["color"] == "red" and doc["scene"]["objects"][0]["event"] == "fall"
+    assert "red ball" in doc["caption"]

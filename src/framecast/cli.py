@@ -79,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=_positive(float), default=DEFAULT_SECONDS)
     p.set_defaults(func=cmd_world_expand)
 
+    p = sub.add_parser("generate", help="text to video")
+    p.add_argument("prompt")
+    p.add_argument("-o", "--out", type=Path, default=Path("out.mp4"), help="output mp4 (default out.mp4)")
+    p.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
+    p.add_argument("--seconds", type=_positive(float), default=DEFAULT_SECONDS, help="duration (default 4)")
+    p.add_argument("--fps", type=_positive(float), default=None, help="frame rate (default: the model's)")
+    p.add_argument("--size", type=parse_size, default=None, metavar="WxH", help="frame size (default: the model's)")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same video")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--negative-prompt", default="", help="what the video should not show")
+    p.add_argument("--sampler", choices=["euler", "heun"], default=None)
+    p.set_defaults(func=cmd_generate)
+
     p = sub.add_parser("eval", help="score clips against their prompts by the world's rules")
     p.add_argument("dir", type=Path, help="folder of NAME.mp4 + NAME.json (prompt and/or scene)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
@@ -110,11 +124,41 @@ def cmd_world_shards(args) -> int:
 
 
 def cmd_world_expand(args) -> int:
-    from .world.parse import expand_prompt
+    from .world.expand import expand_prompt
 
     w, h = args.size
     ex = expand_prompt(args.prompt, seed=args.seed, aspect=w / h, seconds=args.seconds)
     print(json.dumps({"prompt": args.prompt, "caption": ex.caption, "scene": ex.scene.to_json()}, indent=2))
+    return 0
+
+
+def default_model_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "models" / "default"
+
+
+def cmd_generate(args) -> int:
+    from tqdm import tqdm
+
+    from .pipeline import Framecast, SampleOptions, generate
+    from .video.io import write_mp4
+
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    model_dir = args.model or default_model_dir()
+    model = Framecast.load(model_dir)
+    w, h = args.size or (None, None)
+    opts = SampleOptions(seconds=args.seconds, fps=args.fps, width=w, height=h, seed=args.seed, steps=args.steps,
+                         guidance=args.guidance, negative_prompt=args.negative_prompt, sampler=args.sampler)
+    with tqdm(desc="sampling", unit="step") as bar:
+        def progress(i: int, n: int) -> None:
+            bar.total = n
+            bar.update(i - bar.n)
+
+        frames, fps, notes = generate(model, args.prompt, opts, progress)
+    for note in notes:
+        print(f"framecast: note: {note}", file=sys.stderr)
+    write_mp4(args.out, frames.numpy(), fps)
+    print(f"wrote {args.out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps)")
     return 0
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import spec
 from .physics import ObjectStory
 from .scene import ObjectSpec, Scene
 
@@ -117,6 +116,8 @@ def event_description(o: ObjectSpec, st: ObjectStory, gravity: bool, partner: st
     if o.event == "slide":
         return f"slides {'to the ' if o.dir in ('left', 'right') else ''}{o.dir} at a steady speed{_walls(st)}"
     if o.event == "fall":
+        if not st.lands:
+            return "falls toward the floor"
         if st.bounces == 0:
             return "falls to the floor" + (" and rests there" if st.rests else "")
         rest = ", then rests on the floor" if st.rests else ""

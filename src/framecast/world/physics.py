@@ -153,6 +153,7 @@ class ObjectStory:
     """What one object visibly did in a clip: what a detailed caption tells."""
 
     start: tuple[float, float]
+    lands: bool  # touches the ground within the clip
     bounces: int  # rebounds off the ground that rise visibly
     rests: bool  # ends lying still on the ground
     walls: tuple[str, ...]  # walls it hit, in order
@@ -190,7 +191,8 @@ def story(traj: Trajectory, i: int) -> ObjectStory:
                 walls.append(other)
         elif not hits or hits[-1] != other:
             hits.append(other)
-    return ObjectStory((float(traj.pos[0, i, 0]), float(traj.pos[0, i, 1])), bounces, bool(rests),
+    lands = any(i in (a, b) and "ground" in (a, b) for _, a, b in traj.contacts)
+    return ObjectStory((float(traj.pos[0, i, 0]), float(traj.pos[0, i, 1])), lands, bounces, bool(rests),
                        tuple(walls), tuple(hits))
 
 
