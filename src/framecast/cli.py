@@ -79,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=_positive(float), default=DEFAULT_SECONDS)
     p.set_defaults(func=cmd_world_expand)
 
+    p = sub.add_parser("train", help="train a model (world data, VAE, DiT) with a preset's recipe")
+    p.add_argument("--preset", default="default", help="tiny, default or large (default: default)")
+    p.add_argument("--out", type=Path, required=True, help="run folder; the model lands in OUT/model")
+    p.add_argument("--steps", type=int, default=None, help="DiT training steps (default: the preset's)")
+    p.add_argument("--batch-size", type=int, default=None, help="DiT batch size (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT from its checkpoints")
+    p.add_argument("--data", type=Path, default=None, help="shard folder(s) to train on (default: render world clips)")
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("generate", help="text to video")
     p.add_argument("prompt")
     p.add_argument("-o", "--out", type=Path, default=Path("out.mp4"), help="output mp4 (default out.mp4)")
@@ -88,9 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=None, metavar="WxH", help="frame size (default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="same seed, same video")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale (default: the model's; 1 turns it off)")
     p.add_argument("--negative-prompt", default="", help="what the video should not show")
-    p.add_argument("--sampler", choices=["euler", "heun"], default=None)
+    p.add_argument("--sampler", choices=["euler", "heun"], default=None, help="ODE solver (default: the model's)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("eval", help="score clips against their prompts by the world's rules")
@@ -132,30 +143,65 @@ def cmd_world_expand(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .config import preset
+    from .train.recipe import train
+
+    preset(args.preset)  # unknown preset: a clear error before any work
+    for name in ("steps", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    folder = train(args.preset, args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                   resume=args.resume, data=args.data)
+    print(f"model written to {folder}")
+    return 0
+
+
 def default_model_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "models" / "default"
 
 
 def cmd_generate(args) -> int:
+    import math
+    import warnings
+
+    if not args.prompt.strip():
+        raise UsageError("the prompt is empty")
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    if args.guidance is not None and not math.isfinite(args.guidance):
+        raise UsageError(f"--guidance must be a finite number, got {args.guidance}")
+    if not -2**63 <= args.seed < 2**64:
+        raise UsageError(f"--seed must fit in 64 bits, got {args.seed}")
+    if args.out.is_dir():
+        raise UsageError(f"-o {args.out} is a folder; give a file name such as {args.out / 'out.mp4'}")
+    if not args.out.parent.is_dir():
+        raise UsageError(f"the output folder {args.out.parent} does not exist")
+    model_dir = args.model or default_model_dir()
+    if not model_dir.is_dir():
+        hint = "" if args.model else "; train one or pass --model DIR"
+        raise UsageError(f"no model folder at {model_dir}{hint}")
+    # heavy imports after the cheap checks: bad input fails at once
     from tqdm import tqdm
 
     from .pipeline import Framecast, SampleOptions, generate
     from .video.io import write_mp4
 
-    if args.steps is not None and args.steps < 1:
-        raise UsageError(f"--steps must be at least 1, got {args.steps}")
-    model_dir = args.model or default_model_dir()
     model = Framecast.load(model_dir)
     w, h = args.size or (None, None)
     opts = SampleOptions(seconds=args.seconds, fps=args.fps, width=w, height=h, seed=args.seed, steps=args.steps,
                          guidance=args.guidance, negative_prompt=args.negative_prompt, sampler=args.sampler)
-    with tqdm(desc="sampling", unit="step") as bar:
+    with (tqdm(desc="sampling", unit="step", total=opts.steps or model.meta.steps) as bar,
+          warnings.catch_warnings(record=True) as caught):
+        warnings.simplefilter("always", UserWarning)
+
         def progress(i: int, n: int) -> None:
             bar.total = n
             bar.update(i - bar.n)
 
         frames, fps, notes = generate(model, args.prompt, opts, progress)
-    for note in notes:
+    for note in [*notes, *(str(c.message) for c in caught if issubclass(c.category, UserWarning))]:
         print(f"framecast: note: {note}", file=sys.stderr)
     write_mp4(args.out, frames.numpy(), fps)
     print(f"wrote {args.out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps)")

@@ -78,3 +78,43 @@ def preset(name: str) -> ModelConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training recipe of a preset: data, the VAE stage, the DiT stage."""
+
+    buckets: str = "64x64x17@12"  # WIDTHxHEIGHTxFRAMES@FPS[*WEIGHT], comma-separated
+    world_clips: int = 4096  # world clips rendered per bucket when no --data is given
+    shard_size: int = 256
+    vae_steps: int = 2000
+    vae_batch_size: int = 8
+    vae_lr: float = 3e-4
+    kl_weight: float = 1e-6
+    dit_steps: int = 10000
+    batch_size: int = 32
+    lr: float = 3e-4
+    warmup: int = 200
+    ema_decay: float = 0.999
+    grad_accum: int = 1
+    caption_dropout: float = 0.1
+    prompt_prob: float = 0.3  # share of batches captioned by the short prompt instead of the caption
+    log_every: int = 10
+    ckpt_every: int = 200
+    sample_steps: int = 20  # defaults written into the model folder
+    guidance: float = 4.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    "tiny": TrainConfig(buckets="32x32x9@8,48x32x5@8", world_clips=32, shard_size=16, vae_steps=20,
+                        vae_batch_size=4, dit_steps=20, batch_size=8, warmup=5, ema_decay=0.9, log_every=5,
+                        ckpt_every=10, sample_steps=4),
+    "default": TrainConfig(buckets="64x64x17@12*3,112x64x17@12,64x112x17@12,64x64x49@12", world_clips=8192,
+                           vae_steps=3000, dit_steps=20000),
+    "large": TrainConfig(buckets="128x128x49@24*2,224x128x49@24,128x224x49@24", world_clips=65536,
+                         shard_size=512, vae_steps=20000, vae_batch_size=16, dit_steps=100000, batch_size=64,
+                         lr=2e-4, warmup=1000, ckpt_every=1000, sample_steps=30),
+}

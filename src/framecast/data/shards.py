@@ -24,11 +24,13 @@ never need it. `ShardDataset` (a torch IterableDataset) is built on first access
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
 import tarfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +163,17 @@ class ShardWriter:
             self.close()
         else:
             self.abort()
+
+
+@contextmanager
+def folder_lock(out: Path):
+    """One writer per folder: a second run on it would delete the first one's temp files."""
+    with open(out / ".lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another process is writing shards to {out}; wait for it or stop it") from None
+        yield
 
 
 def remove_stale_temps(root: str | os.PathLike) -> list[Path]:

@@ -28,7 +28,8 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = 18) -
     with av.open(str(tmp), mode="w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=_fps_fraction(fps))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "medium"}
+        # mbtree off: x264's MB-tree rate control made repeated encodes of the same frames differ
+        stream.options = {"crf": str(crf), "preset": "medium", "x264-params": "mbtree=0"}
         stream.codec_context.color_range = 1  # limited (TV) range, as players expect
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):

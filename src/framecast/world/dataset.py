@@ -9,21 +9,19 @@ interrupted run left (complete shards are kept, temp files are dropped).
 
 from __future__ import annotations
 
-import fcntl
 import math
 import multiprocessing as mp
 import os
 import queue as queue_lib
 import time
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ..data.shards import (FORMAT, FORMAT_VERSION, INDEX_NAME, ShardWriter, read_index, remove_stale_temps,
-                           sample_key, shard_name, write_index)
+from ..data.shards import (FORMAT, FORMAT_VERSION, INDEX_NAME, ShardWriter, folder_lock, read_index,
+                           remove_stale_temps, sample_key, shard_name, write_index)
 from . import spec
 from .clip import Clip, check_clip_args, make_clip
 from .export import clip_seed
@@ -158,19 +156,8 @@ def write_world_shards(out: str | os.PathLike, cfg: WorldDataConfig, workers: in
         raise ValueError(f"workers must be at least 1, got {workers}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with _folder_lock(out):
+    with folder_lock(out):
         return _write(out, cfg, workers, progress)
-
-
-@contextmanager
-def _folder_lock(out: Path):
-    """One writer per folder: a second run on it would delete the first one's temp files."""
-    with open(out / ".lock", "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(f"another process is writing shards to {out}; wait for it or stop it") from None
-        yield
 
 
 def _write(out: Path, cfg: WorldDataConfig, workers: int | None, progress: bool) -> dict:

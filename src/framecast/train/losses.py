@@ -1,0 +1,70 @@
+"""Training objectives: the VAE's reconstruction + KL, and the DiT's flow matching.
+
+Each returns a function loss_fn(model, batch, generator) -> (loss, logs) for the Trainer.
+All randomness (noise, times, caption choice) comes from the trainer's CPU generator, so a
+resumed run draws exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..flow.objective import flow_loss, interpolate, sample_times
+from ..flow.schedules import resolution_shift
+
+
+def vae_loss_fn(kl_weight: float, device: torch.device):
+    def loss_fn(vae, batch, generator):
+        video = batch["video"].to(device)  # (B, 3, T, H, W) in [-1, 1]
+        post = vae.encode(video)
+        recon = vae.decode(post.sample(generator))
+        l1 = (recon - video).abs().mean()
+        mse = F.mse_loss(recon.float(), video.float())
+        kl = post.kl()
+        loss = l1 + mse + kl_weight * kl
+        psnr = 10 * torch.log10(4.0 / mse.detach().clamp_min(1e-10))  # signal range 2 -> peak^2 = 4
+        return loss, {"l1": l1.item(), "kl": kl.item(), "psnr": psnr.item(), "items": video.shape[0]}
+    return loss_fn
+
+
+def choose_text(batch: dict, generator: torch.Generator, prompt_prob: float, dropout: float,
+                empty: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample: the short prompt (p = prompt_prob) or the detailed caption, and with p = dropout the
+    empty prompt instead (for classifier-free guidance). Returns tokens (B, M, D) and mask (B, M)."""
+    cap, cap_mask = batch["caption_tokens"], batch["caption_mask"]
+    pro, pro_mask = batch["prompt_tokens"], batch["prompt_mask"]
+    e_tok, e_mask = empty  # (1, Me, D), (1, Me)
+    m = max(cap.shape[1], pro.shape[1], e_tok.shape[1])
+
+    def pad(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        extra = m - x.shape[1]
+        return F.pad(x, (0, 0, 0, extra)), F.pad(mask, (0, extra), value=False)
+
+    (cap, cap_mask), (pro, pro_mask), (e_tok, e_mask) = pad(cap, cap_mask), pad(pro, pro_mask), pad(e_tok, e_mask)
+    b = cap.shape[0]
+    use_prompt = torch.rand(b, generator=generator) < prompt_prob
+    drop = torch.rand(b, generator=generator) < dropout
+    tokens = torch.where(use_prompt[:, None, None], pro, cap)
+    mask = torch.where(use_prompt[:, None], pro_mask, cap_mask)
+    tokens = torch.where(drop[:, None, None], e_tok.expand_as(tokens), tokens)
+    mask = torch.where(drop[:, None], e_mask.expand_as(mask), mask)
+    return tokens, mask
+
+
+def dit_loss_fn(normalize, empty: tuple[torch.Tensor, torch.Tensor], device: torch.device,
+                prompt_prob: float = 0.3, caption_dropout: float = 0.1):
+    """Flow matching on normalised latents: x_t = (1 - t) x0 + t noise, predict noise - x0."""
+
+    def loss_fn(dit, batch, generator):
+        x0 = normalize(batch["latents"].float())  # (B, C, T', H', W')
+        b = x0.shape[0]
+        tokens, mask = choose_text(batch, generator, prompt_prob, caption_dropout, empty)
+        grid = dit.grid(x0.shape)
+        t = sample_times(b, generator, shift=resolution_shift(grid[0] * grid[1] * grid[2]))
+        noise = torch.randn(x0.shape, generator=generator)
+        x0, noise, t = x0.to(device), noise.to(device), t.to(device)
+        pred = dit(interpolate(x0, noise, t), t, tokens.to(device), mask.to(device))
+        return flow_loss(pred, x0, noise), {"items": b}
+
+    return loss_fn
