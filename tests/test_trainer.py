@@ -7,7 +7,7 @@ import torch
 from framecast.config import PRESETS
 from framecast.models.dit import DiT
 from framecast.models.vae import VideoVAE
-from framecast.train.losses import dit_loss_fn, vae_loss_fn
+from framecast.train.losses import dit_loss_fn, random_crop, vae_loss_fn
 from framecast.train.trainer import LoopConfig, Trainer
 from framecast.world.clip import make_clip
 
@@ -101,3 +101,13 @@ def test_resume_is_bit_exact(tmp_path):
         assert torch.equal(a, b)
     log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4, 6, 8, 10] and all("loss" in r and "lr" in r for r in log)
+
+
+def test_vae_random_crop_window():
+    video = torch.arange(2 * 3 * 17 * 20 * 24, dtype=torch.float32).reshape(2, 3, 17, 20, 24)
+    a = random_crop(video, (9, 8, 16), torch.Generator().manual_seed(0))
+    b = random_crop(video, (9, 8, 16), torch.Generator().manual_seed(0))
+    assert a.shape == (2, 3, 9, 8, 16) and torch.equal(a, b)
+    t0, h0, w0 = (int(v) for v in torch.nonzero(video[0, 0] == a[0, 0, 0, 0, 0])[0])
+    assert torch.equal(a, video[:, :, t0:t0 + 9, h0:h0 + 8, w0:w0 + 16])
+    assert random_crop(video, (33, 64, 64), torch.Generator()).shape == video.shape  # never larger than the clip

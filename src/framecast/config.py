@@ -63,9 +63,10 @@ PRESETS: dict[str, ModelConfig] = {
         VAEConfig(latent_channels=4, base_channels=8, channel_mults=(1, 2, 2, 2)),
         DiTConfig(latent_channels=4, dim=64, depth=2, heads=2),
     ),
+    # about 12M parameters: 25 MB as fp16, under the shipped model's 30 MB budget
     "default": ModelConfig(
-        VAEConfig(latent_channels=8, base_channels=32, channel_mults=(1, 2, 4, 4)),
-        DiTConfig(latent_channels=8, dim=256, depth=8, heads=4),
+        VAEConfig(latent_channels=8, base_channels=24, channel_mults=(1, 2, 4, 4)),
+        DiTConfig(latent_channels=8, dim=256, depth=6, heads=4),
     ),
     "large": ModelConfig(
         VAEConfig(latent_channels=16, base_channels=64, channel_mults=(1, 2, 4, 4), num_res_blocks=2),
@@ -91,6 +92,7 @@ class TrainConfig:
     vae_batch_size: int = 8
     vae_lr: float = 3e-4
     kl_weight: float = 1e-6
+    vae_crop: tuple[int, int, int] | None = None  # (frames 1+4k, height, width) windows the VAE trains on
     dit_steps: int = 10000
     batch_size: int = 32
     lr: float = 3e-4
@@ -113,8 +115,9 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                         vae_batch_size=4, dit_steps=20, batch_size=8, warmup=5, ema_decay=0.9, log_every=5,
                         ckpt_every=10, sample_steps=4),
     "default": TrainConfig(buckets="64x64x17@12*3,112x64x17@12,64x112x17@12,64x64x49@12", world_clips=8192,
-                           vae_steps=3000, dit_steps=20000),
+                           vae_steps=3000, vae_crop=(9, 32, 32), dit_steps=20000),
     "large": TrainConfig(buckets="128x128x49@24*2,224x128x49@24,128x224x49@24", world_clips=65536,
-                         shard_size=512, vae_steps=20000, vae_batch_size=16, dit_steps=100000, batch_size=64,
+                         shard_size=512, vae_steps=20000, vae_batch_size=16, vae_crop=(17, 128, 128),
+                         dit_steps=100000, batch_size=64,
                          lr=2e-4, warmup=1000, ckpt_every=1000, sample_steps=30),
 }

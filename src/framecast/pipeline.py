@@ -93,8 +93,9 @@ class Framecast(torch.nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         doc = {"format": FORMAT, "version": FORMAT_VERSION, "model": self.config.to_dict(), "meta": asdict(self.meta)}
-        weights = {f"vae.{k}": v.detach().contiguous() for k, v in self.vae.state_dict().items()}
-        weights |= {f"dit.{k}": v.detach().contiguous() for k, v in self.dit.state_dict().items()}
+        # fp16 on disk halves the folder; weights are used in fp32 (or the device's dtype)
+        weights = {f"{name}.{k}": (v.half() if v.is_floating_point() else v).detach().contiguous()
+                   for name, module in (("vae", self.vae), ("dit", self.dit)) for k, v in module.state_dict().items()}
         save_file(weights, str(folder / "model.safetensors"))
         (folder / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
 

@@ -14,19 +14,22 @@ Every stage resumes from what the last run left in the output folder, so `framec
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
-from ..config import TRAIN_PRESETS, TrainConfig, preset
+from ..config import TRAIN_PRESETS, DiTConfig, TrainConfig, VAEConfig, preset
 from ..data.shards import INDEX_NAME
 from ..models.dit import DiT
 from ..models.text import TextEncoder
 from ..models.vae import VideoVAE
 from ..pipeline import Framecast, ModelMeta
 from ..world.dataset import WorldDataConfig, write_world_shards
-from .data import LatentStream, MixedStream, ShardStream, cache_latents, latent_stats, parse_buckets
+from ..world.clip import make_clip
+from ..world.export import clip_seed
+from .data import Bucket, LatentStream, MixedStream, ShardStream, cache_latents, latent_stats, parse_buckets
 from .losses import dit_loss_fn, vae_loss_fn
 from .trainer import LoopConfig, Trainer
 
@@ -80,10 +83,22 @@ def video_format(root: Path) -> tuple[float, int, int]:
     return float(index.get("config", {}).get("fps", 12.0)), int(width), int(height)
 
 
-def train(preset_name: str, out: str | Path, steps: int | None = None, batch_size: int | None = None,
-          seed: int = 0, resume: bool = False, data: str | Path | None = None, progress: bool = True) -> Path:
-    """Run the whole recipe of a preset; returns the model folder."""
-    model_cfg = preset(preset_name)
+@torch.no_grad()
+def vae_psnr(vae: VideoVAE, bucket: Bucket, clips: int = 16, seed: int = 10**6) -> float:
+    """Mean reconstruction PSNR (dB, 8-bit frames) on world clips no training batch contains."""
+    device = next(vae.parameters()).device
+    total = 0.0
+    for i in range(clips):
+        clip = make_clip(clip_seed(seed, i), bucket.seconds, bucket.fps, bucket.width, bucket.height)
+        video = torch.from_numpy(clip.frames).permute(3, 0, 1, 2)[None].float().div(127.5).sub(1).to(device)
+        recon = vae.decode(vae.encode(video).mean).clamp(-1, 1)
+        frames = ((recon + 1) * 127.5).round()
+        mse = (frames - (video + 1) * 127.5).pow(2).mean().item()
+        total += 10 * math.log10(255.0 ** 2 / max(mse, 1e-10))
+    return total / clips
+
+
+def settings_for(preset_name: str, steps: int | None, batch_size: int | None) -> TrainConfig:
     tc = TRAIN_PRESETS[preset_name]
     if steps is not None:
         tc = replace(tc, dit_steps=steps)
@@ -91,55 +106,81 @@ def train(preset_name: str, out: str | Path, steps: int | None = None, batch_siz
         tc = replace(tc, batch_size=batch_size)
     if tc.dit_steps < 1 or tc.batch_size < 1:
         raise ValueError("steps and batch size must be at least 1")
-    out = Path(out)
-    settings = {"preset": preset_name, "seed": seed, "data": str(data) if data else None, **tc.to_dict()}
-    _check_settings(out, settings, resume)
-    device = pick_device()
+    return tc
 
-    if data is None:
-        frame_roots, weights = world_data(out, tc, seed, progress)
-    else:
-        frame_roots = shard_roots(Path(data))
-        weights = [1.0] * len(frame_roots)
 
-    # Stage 1: the video VAE on frames.
-    vae_stream = MixedStream([ShardStream(r, tc.vae_batch_size, seed) for r in frame_roots], weights, seed)
-    vae_loop = LoopConfig(steps=tc.vae_steps, lr=tc.vae_lr, warmup=tc.warmup, ema_decay=tc.ema_decay,
-                          grad_accum=1, log_every=tc.log_every, ckpt_every=tc.ckpt_every, seed=seed)
-    vae_trainer = Trainer("vae", VideoVAE(model_cfg.vae), vae_loss_fn(tc.kl_weight, device), vae_stream,
-                          vae_loop, out, device, progress)
-    vae_trainer.resume()
-    vae_trainer.run()
-    vae = vae_trainer.ema.eval()
+def train_vae(cfg: VAEConfig, tc: TrainConfig, roots: list[Path], weights: list[float], out: Path, seed: int,
+              device: torch.device, progress: bool) -> VideoVAE:
+    """Stage 1: the video VAE on frames; returns its EMA weights, evaluated on held-out clips."""
+    stream = MixedStream([ShardStream(r, tc.vae_batch_size, seed) for r in roots], weights, seed)
+    loop = LoopConfig(steps=tc.vae_steps, lr=tc.vae_lr, warmup=tc.warmup, ema_decay=tc.ema_decay,
+                      log_every=tc.log_every, ckpt_every=tc.ckpt_every, seed=seed)
+    trainer = Trainer("vae", VideoVAE(cfg), vae_loss_fn(tc.kl_weight, device, tc.vae_crop), stream, loop, out, device, progress)
+    trainer.resume()
+    trainer.run()
+    vae = trainer.ema.eval()
+    bucket = parse_buckets(tc.buckets)[0]
+    report = {"psnr_db": round(vae_psnr(vae, bucket), 2), "clips": 16, "bucket": str(bucket), "steps": trainer.step}
+    (out / "vae_eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    if progress:
+        print(f"VAE reconstruction PSNR on held-out world clips ({bucket}): {report['psnr_db']} dB")
+    return vae
 
-    # Stage 2: cache latents and text embeddings, so the DiT never runs the encoders.
-    text = TextEncoder()
-    latent_roots = [out / "latents" / r.name for r in frame_roots]
-    for src, dst in zip(frame_roots, latent_roots):
+
+def train_dit(cfg: DiTConfig, tc: TrainConfig, vae: VideoVAE, text: TextEncoder, roots: list[Path],
+              weights: list[float], out: Path, seed: int, device: torch.device, progress: bool):
+    """Stages 2 and 3: cache latents and text embeddings (the DiT never runs the encoders), then
+    train the DiT on normalised latents. Returns the DiT's EMA weights and the latent stats."""
+    latent_roots = [out / "latents" / r.name for r in roots]
+    for src, dst in zip(roots, latent_roots):
         cache_latents(vae, text, src, dst, device=device, progress=progress)
     mean, std = latent_stats(latent_roots[0])
-
-    # Stage 3: the DiT on normalised latents.
     mean_b, std_b = mean.view(1, -1, 1, 1, 1).float(), std.view(1, -1, 1, 1, 1).float()
-    empty = text([""])
-    dit_stream = MixedStream([LatentStream(r, tc.batch_size, seed, vae=vae) for r in latent_roots], weights, seed)
-    dit_loop = LoopConfig(steps=tc.dit_steps, lr=tc.lr, warmup=tc.warmup, ema_decay=tc.ema_decay,
-                          grad_accum=tc.grad_accum, log_every=tc.log_every, ckpt_every=tc.ckpt_every, seed=seed)
-    loss = dit_loss_fn(lambda z: (z - mean_b) / std_b, empty, device, tc.prompt_prob, tc.caption_dropout)
-    dit_trainer = Trainer("dit", DiT(model_cfg.dit), loss, dit_stream, dit_loop, out, device, progress)
-    dit_trainer.resume()
-    dit_trainer.run()
+    stream = MixedStream([LatentStream(r, tc.batch_size, seed, vae=vae) for r in latent_roots], weights, seed)
+    loop = LoopConfig(steps=tc.dit_steps, lr=tc.lr, warmup=tc.warmup, ema_decay=tc.ema_decay,
+                      grad_accum=tc.grad_accum, log_every=tc.log_every, ckpt_every=tc.ckpt_every, seed=seed)
+    loss = dit_loss_fn(lambda z: (z - mean_b) / std_b, text([""]), device, tc.prompt_prob, tc.caption_dropout)
+    trainer = Trainer("dit", DiT(cfg), loss, stream, loop, out, device, progress)
+    trainer.resume()
+    trainer.run()
+    return trainer.ema.eval(), mean, std
+
+
+def train(preset_name: str, out: str | Path, steps: int | None = None, batch_size: int | None = None,
+          seed: int = 0, resume: bool = False, data: str | Path | None = None, stage: str = "all",
+          progress: bool = True) -> Path:
+    """Run a preset's recipe (stage "all", or "vae" alone); returns the model folder or, for
+    the VAE stage, the run folder."""
+    if stage not in ("all", "vae"):
+        raise ValueError(f"unknown stage {stage!r}; choose all or vae")
+    model_cfg = preset(preset_name)
+    tc = settings_for(preset_name, steps, batch_size)
+    out = Path(out)
+    settings = {"preset": preset_name, "seed": seed, "data": str(data) if data else None, **tc.to_dict()}
+    settings = json.loads(json.dumps(settings))  # as train.json holds them (tuples become lists)
+    _check_settings(out, settings, resume)
+    device = pick_device()
+    if data is None:
+        roots, weights = world_data(out, tc, seed, progress)
+    else:
+        roots = shard_roots(Path(data))
+        weights = [1.0] * len(roots)
+
+    vae = train_vae(model_cfg.vae, tc, roots, weights, out, seed, device, progress)
+    if stage == "vae":
+        return out
+    text = TextEncoder()
+    dit, mean, std = train_dit(model_cfg.dit, tc, vae, text, roots, weights, out, seed, device, progress)
 
     # The model folder: EMA weights of both, and what generation needs to know.
-    fps, width, height = video_format(frame_roots[0])
+    fps, width, height = video_format(roots[0])
     meta = ModelMeta(fps=fps, width=width, height=height, steps=tc.sample_steps, guidance=tc.guidance,
                      latent_mean=mean.tolist(), latent_std=std.tolist())
     model = Framecast(model_cfg, meta, text)
     model.vae.load_state_dict(vae.state_dict())
-    model.dit.load_state_dict(dit_trainer.ema.state_dict())
+    model.dit.load_state_dict(dit.state_dict())
     folder = out / "model"
     model.save(folder)
-    (folder / "recipe.json").write_text(json.dumps({"preset": preset_name, "seed": seed, "train": asdict(tc),
-                                                    "vae_steps": vae_trainer.step, "dit_steps": dit_trainer.step},
-                                                   indent=2) + "\n")
+    recipe = {"preset": preset_name, "seed": seed, "train": asdict(tc), "vae_eval": json.loads((out / "vae_eval.json").read_text())}
+    (folder / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     return folder
