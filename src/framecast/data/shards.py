@@ -294,6 +294,27 @@ def collate(samples: list[dict]) -> dict:
     return out
 
 
+def sample_shape(sample: dict) -> tuple[int, ...]:
+    """The bucket of a sample: the shape of its video, or of its cached latents."""
+    return tuple((sample["video"] if "video" in sample else sample["latents"]).shape)
+
+
+def bucket_batches(samples, batch_size: int, drop_last: bool, collate_fn):
+    """Group samples into batches of one shape each, in order of completion; leftovers at the
+    end form smaller batches unless drop_last."""
+    pending: dict[tuple, list[dict]] = {}
+    for s in samples:
+        group = pending.setdefault(sample_shape(s), [])
+        group.append(s)
+        if len(group) == batch_size:
+            yield collate_fn(group)
+            group.clear()
+    if not drop_last:
+        for group in pending.values():
+            if group:
+                yield collate_fn(group)
+
+
 def split_shards(n_shards: int, *, epoch: int, seed: int, shuffle: bool, rank: int, world_size: int,
                  worker: int, num_workers: int) -> list[int]:
     """The shard indices one worker of one rank reads in an epoch.
@@ -387,17 +408,7 @@ class _ShardDatasetBase:
         if self.batch_size is None:
             yield from samples
             return
-        pending: dict[tuple, list[dict]] = {}
-        for s in samples:
-            group = pending.setdefault(tuple(s["video"].shape), [])
-            group.append(s)
-            if len(group) == self.batch_size:
-                yield collate(group)
-                group.clear()
-        if not self.drop_last:
-            for group in pending.values():
-                if group:
-                    yield collate(group)
+        yield from bucket_batches(samples, self.batch_size, self.drop_last, collate)
 
     def _shard_indices(self, epoch: int, worker: int, num_workers: int) -> list[int]:
         return split_shards(len(self.shards), epoch=epoch, seed=self.seed, shuffle=self.shuffle,

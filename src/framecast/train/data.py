@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..data.shards import (FORMAT, FORMAT_VERSION, FRAMES, INDEX_NAME, ShardDataset, ShardWriter, collate,
-                           decode_sample, frames_to_tensor, iter_raw, iter_shard, normalize_video, read_index,
-                           folder_lock, remove_stale_temps, write_index)
+from ..data.shards import (FORMAT, FORMAT_VERSION, FRAMES, INDEX_NAME, ShardDataset, ShardWriter, bucket_batches,
+                           collate, decode_sample, folder_lock, frames_to_tensor, iter_raw, iter_shard,
+                           normalize_video, read_index, remove_stale_temps, write_index)
 from ..world.clip import FRAME_SIZE_LIMIT, make_clip
 
 LATENTS = "latents"  # (C, T', H', W') float16 posterior mean per clip
@@ -229,10 +229,6 @@ def collate_padded(samples: list[dict]) -> dict:
     return out
 
 
-def _bucket_of(sample: dict) -> tuple:
-    return tuple((sample["video"] if "video" in sample else sample[LATENTS]).shape)
-
-
 class ShardStream:
     """Batches from a shard folder, one bucket per batch, epoch after epoch.
 
@@ -281,17 +277,7 @@ class ShardStream:
 
     def _batches(self, epoch: int):
         self.dataset.set_epoch(epoch)
-        pending: dict[tuple, list[dict]] = {}
-        for s in self.dataset:
-            group = pending.setdefault(_bucket_of(s), [])
-            group.append(s)
-            if len(group) == self.batch_size:
-                yield collate_padded(group)
-                group.clear()
-        if not self.drop_last:
-            for group in pending.values():
-                if group:
-                    yield collate_padded(group)
+        yield from bucket_batches(self.dataset, self.batch_size, self.drop_last, collate_padded)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
