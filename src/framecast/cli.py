@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="score clips against their prompts by the world's rules")
     p.add_argument("dir", type=Path, help="folder of NAME.mp4 + NAME.json (prompt and/or scene)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any clip fails any check")
     p.set_defaults(func=cmd_eval)
     return parser
 
@@ -217,7 +218,7 @@ def cmd_eval(args) -> int:
         raise UsageError(f"{args.dir} is not a folder")
     report = evaluate_dir(args.dir)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
-    return 0
+    return 1 if args.strict and any(c["failed"] for c in report["clips"]) else 0
 
 
 def main(argv: list[str] | None = None) -> int:

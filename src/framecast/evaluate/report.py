@@ -27,7 +27,13 @@ def _target(meta: dict):
         raise ValueError('the JSON has neither a "scene" nor a "prompt"')
     from ..world.parse import parse_prompt  # lazily: the parser is only needed for prompts
 
-    return parse_prompt(prompt)
+    try:
+        target = parse_prompt(prompt)
+    except Exception as e:  # a prompt the parser chokes on is one unusable clip, not a crash
+        raise ValueError(f"cannot read the prompt ({e})") from None
+    if not target.objects:
+        raise ValueError(f"the prompt names no object: {prompt!r}")
+    return target
 
 
 def _failed_all(reason: str) -> dict:
@@ -42,20 +48,24 @@ def evaluate_file(mp4: Path, meta_path: Path) -> dict:
     try:
         meta = json.loads(meta_path.read_text())
         prompt = meta.get("prompt") if isinstance(meta, dict) else None
+        prompt = prompt if isinstance(prompt, str) else None
         target = _target(meta)
     except (OSError, ValueError) as e:
         result = _failed_all(f"unusable JSON ({e})")
     else:
         try:
             frames, fps = read_mp4(mp4)
-            if isinstance(meta.get("fps"), (int, float)) and meta["fps"] > 0:
-                fps = float(meta["fps"])
+            if not fps > 0:  # a stream without a rate: the JSON may still say
+                fps = float(meta.get("fps") or 0)
             if not fps > 0:
                 raise ValueError("no frame rate")
         except Exception as e:  # PyAV raises many kinds; any undecodable file is a failed clip
             result = _failed_all(f"cannot decode {mp4.name} ({e})")
         else:
-            result = evaluate_clip(frames, fps, target)
+            try:
+                result = evaluate_clip(frames, fps, target)
+            except Exception as e:  # a clip that breaks the checks is reported, never fatal
+                result = _failed_all(f"cannot evaluate ({type(e).__name__}: {e})")
     return {"name": mp4.stem, "prompt": prompt, **result}
 
 
@@ -80,7 +90,7 @@ def format_report(report: dict) -> str:
              f"{'category':<12} {'pass rate':>9}  {'passed':>9}"]
     for c in CATEGORIES:
         n = sum(r["passed"][c] for r in clips)
-        lines.append(f"{c:<12} {report['summary'][c]:>9.1%}  {n:>4}/{len(clips):<4}")
+        lines.append(f"{c:<12} {report['summary'][c]:>9.1%}  {n:>5}/{len(clips)}")
     failing = [r for r in clips if r["failed"]]
     lines.append("")
     if not failing:

@@ -5,15 +5,18 @@ World clips are flat palette colours on a flat background (WORLD.md), but an mp4
 keeps its brightness but loses much of its colour. So a pixel is never judged by its own
 colour alone:
 
-- the background plate is the median of each row over all frames and columns (the floor
-  band and its anti-aliased edge included), shifted per frame by the frame's median offset;
+- the background plate holds one colour per row (the floor band and its anti-aliased edge
+  included), from the pixels between the background and floor colours, shifted per frame
+  by the frame's median offset (a background that pulses shows up in those offsets);
 - a pixel is foreground where it differs from the plate; its colour label comes from the
   *local sum* of differences over a 5x5 window (the chroma the codec spread around is summed
   back), as the object colour whose direction from the plate it matches best;
 - each connected region of one label is measured on a support dilated by 2 pixels: its
   coverage alpha (a projection of the difference onto the colour's direction, luma-weighted
   because luma keeps full resolution) gives area, centroid, circumradius and n-fold angular
-  moments (orientation of a box or triangle).
+  moments (orientation of a box or triangle). A region whose most solid pixels are not even
+  half its colour is a smudge of the background, not an object;
+- background pixels away from every object that change between frames are flicker.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ LABEL_WINDOW = 5  # pixels: window over which chroma is summed back before label
 MIN_COS = 0.85  # a pixel whose local colour points nowhere near an object colour is unlabelled
 SUPPORT_DILATION = 2  # pixels around a region whose smeared colour still belongs to it
 CHROMA_WEIGHT = 0.3  # weight of chroma against luma in a pixel's coverage estimate
+MIN_PEAK = 0.45  # a region never even half its colour is a smudge of the background, not an object
+BG_CHANGE_LEVELS = 16  # a background pixel that changes more than this between frames flickers
 EIGHT = np.ones((3, 3), bool)
 
 
@@ -51,6 +56,7 @@ class Blob:
     m3: complex  # 3-fold and 4-fold angular moments (orientation of a triangle / a box)
     m4: complex
     crowded: bool = False  # touches another object's pixels, so part of its edge went to that one
+    peak: float = 1.0  # coverage of its most solid pixels: 1 for a flat-coloured object
 
     @property
     def fill(self) -> float:
@@ -88,12 +94,12 @@ def _plate(frames: np.ndarray) -> np.ndarray:
     the floor is the median of the bottom rows, and each row takes the median of only its
     pixels that lie between the two.
     """
-    t, h, w, _ = frames.shape
+    t, h = frames.shape[:2]
     step = max(1, t // 24)  # a subsample of frames keeps this fast on long clips
     sample = frames[::step].astype(np.float64)  # (T', H, W, 3)
     top = max(1, int(0.85 * h))
     bg = np.median(sample[:, :top].reshape(-1, 3), axis=0)
-    low = int(math.ceil((spec.GROUND_Y + 0.03) * h))
+    low = math.ceil((spec.GROUND_Y + 0.03) * h)
     floor = np.median(sample[:, low:].reshape(-1, 3), axis=0) if low < h else bg
     seg = floor - bg
     rows = sample.transpose(1, 0, 2, 3).reshape(h, -1, 3)  # (H, T'*W, 3)
@@ -126,7 +132,8 @@ def track(frames: np.ndarray, fps: float) -> ClipTracks:
     unit = obj_dir / np.maximum(np.linalg.norm(obj_dir, axis=-1, keepdims=True), 1e-6)
     wts = np.array([1.0, CHROMA_WEIGHT, CHROMA_WEIGHT])
     denom = np.maximum((obj_dir ** 2 * wts).sum(-1), 1e-6)  # (H, K)
-    keep_frag = max(2.0, 0.25 * min_object_area(h))
+    keep_frag = max(2.0, 0.25 * min_object_area(h))  # smaller regions are flecks, not objects
+    min_px = max(1.0, 0.15 * min_object_area(h))
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
 
     offsets = np.zeros((t_count, 3))
@@ -141,35 +148,39 @@ def track(frames: np.ndarray, fps: float) -> ClipTracks:
         offsets[t] = np.median(raw.reshape(-1, 3), axis=0)
         d = (raw - offsets[t]) @ _YCC.T  # (H, W, 3)
         fg = np.linalg.norm(d, axis=-1) > FG_THRESHOLD
-        near = ndi.binary_dilation(fg, EIGHT, iterations=SUPPORT_DILATION + 2)
-        if prev is not None:
-            quiet = ~(near | prev[1])
-            change = np.abs(f - prev[0]).max(-1) > 16
-            bg_change[t] = change[quiet].mean() if quiet.any() else 1.0
-        prev = (f, near)
-        floor_hits.append(_floor_fraction(f, h, near))
-
         local = ndi.uniform_filter(d, size=(LABEL_WINDOW, LABEL_WINDOW, 1), mode="nearest")
         cos = np.einsum("hwc,hkc->hwk", local, unit) / (np.linalg.norm(local, axis=-1)[..., None] + 1e-9)
         lab = cos.argmax(-1)
         lab[~fg | (cos.max(-1) < MIN_COS)] = -1
+        objects = np.zeros((h, w), bool)  # the pixels that belong to some object
         for k in np.unique(lab[lab >= 0]):
             mask = lab == k
-            comps, n = ndi.label(mask, EIGHT)
+            comps, _ = ndi.label(mask, EIGHT)
             others = (lab >= 0) & ~mask
+            counts = np.bincount(comps.ravel())
             blobs = []
             for i, sl in enumerate(ndi.find_objects(comps)):
+                if counts[i + 1] < min_px:
+                    continue  # too few pixels to be an object: skip the measuring
                 sl = _pad(sl, SUPPORT_DILATION + 1, h, w)
-                region = comps[sl] == i + 1
-                blob = _measure(region, others[sl], d[sl], obj_dir[sl[0], k], denom[sl[0], k],
-                                xs[sl], ys[sl], wts)
-                if blob is not None and blob.area >= keep_frag:
-                    blobs.append(blob)
+                got = _measure(comps[sl] == i + 1, others[sl], d[sl], obj_dir[sl[0], k], denom[sl[0], k],
+                               xs[sl], ys[sl], wts)
+                if got is None or got[0].area < keep_frag or got[0].peak < MIN_PEAK:
+                    continue  # a fleck, or a faint smudge of the background rather than an object
+                blobs.append(got[0])
+                objects[sl] |= got[1]
             blobs.sort(key=lambda b: -b.area)
             if blobs:
                 name = COLOR_NAMES[k]
                 mains[name][t] = blobs[0]
                 extras[name][t] = blobs[1:]
+        near = ndi.binary_dilation(objects, EIGHT, iterations=2)
+        if prev is not None:
+            quiet = ~(near | prev[1])
+            change = np.abs(f - prev[0]).max(-1) > BG_CHANGE_LEVELS
+            bg_change[t] = change[quiet].mean() if quiet.any() else 0.0
+        prev = (f, near)
+        floor_hits.append(_floor_fraction(f, h, near))
     colors = {c: ColorTrack(c, mains[c], extras[c]) for c in COLOR_NAMES}
     return ClipTracks(w, h, float(fps), t_count, plate, offsets, bg_change,
                       float(np.median(floor_hits)), colors)
@@ -180,8 +191,9 @@ def _pad(sl, r: int, h: int, w: int):
             slice(max(sl[1].start - r, 0), min(sl[1].stop + r, w)))
 
 
-def _measure(region, others, d, obj_dir, denom, xs, ys, wts) -> Blob | None:
-    """Coverage-weighted area, centroid, circumradius and angular moments of one region."""
+def _measure(region, others, d, obj_dir, denom, xs, ys, wts) -> tuple[Blob, np.ndarray] | None:
+    """Coverage-weighted area, centroid, circumradius and angular moments of one region,
+    and the support it was measured on."""
     grown = ndi.binary_dilation(region, EIGHT, iterations=SUPPORT_DILATION)
     support = grown & ~others
     crowded = bool((grown & others).any())
@@ -208,12 +220,13 @@ def _measure(region, others, d, obj_dir, denom, xs, ys, wts) -> Blob | None:
         bbox = (float(hx.min() - 0.5), float(hy.min() - 0.5), float(hx.max() + 0.5), float(hy.max() + 0.5))
     else:
         bbox = (cx, cy, cx, cy)
-    return Blob(area, cx, cy, radius, bbox, m3, m4, crowded)
+    peak = float(np.percentile(a[region], 90))
+    return Blob(area, cx, cy, radius, bbox, m3, m4, crowded, peak), support
 
 
 def _floor_fraction(f: np.ndarray, h: int, near: np.ndarray) -> float:
     """Fraction of the pixels well inside the floor band (y in [0.92, 1]) that are floor grey."""
-    top = int(math.ceil((spec.GROUND_Y + 0.02) * h))
+    top = math.ceil((spec.GROUND_Y + 0.02) * h)
     band = f[top:]
     if band.size == 0:
         return 0.0
