@@ -47,7 +47,7 @@ def main() -> None:
         vae, dit = VideoVAE(cfg.vae), DiT(cfg.dit)
         n_vae, n_dit = (sum(p.numel() for p in m.parameters()) for m in (vae, dit))
         video = torch.rand(tc.vae_batch_size, 3, b.frames, b.height, b.width) * 2 - 1
-        s_vae = timed_steps(vae, vae_loss_fn(1e-6, cpu, tc.vae_crop), {"video": video}, args.steps)
+        s_vae = timed_steps(vae, vae_loss_fn(1e-6, cpu, tc.vae_crop, tc.vae_fg_weight), {"video": video}, args.steps)
         lat_shape = vae.encode(video[:1]).mean.shape[1:]
         tokens = (lat_shape[1] // cfg.dit.patch_size[0]) * (lat_shape[2] // cfg.dit.patch_size[1]) * (lat_shape[3] // cfg.dit.patch_size[2])
         bs, m = tc.batch_size, 40

@@ -7,7 +7,7 @@ import torch
 from framecast.config import PRESETS
 from framecast.models.dit import DiT
 from framecast.models.vae import VideoVAE
-from framecast.train.losses import dit_loss_fn, random_crop, vae_loss_fn
+from framecast.train.losses import dit_loss_fn, foreground, random_crop, vae_loss_fn
 from framecast.train.trainer import LoopConfig, Trainer
 from framecast.world.clip import make_clip
 
@@ -108,6 +108,20 @@ def test_vae_random_crop_window():
     a = random_crop(video, (9, 8, 16), torch.Generator().manual_seed(0))
     b = random_crop(video, (9, 8, 16), torch.Generator().manual_seed(0))
     assert a.shape == (2, 3, 9, 8, 16) and torch.equal(a, b)
-    t0, h0, w0 = (int(v) for v in torch.nonzero(video[0, 0] == a[0, 0, 0, 0, 0])[0])
-    assert torch.equal(a, video[:, :, t0:t0 + 9, h0:h0 + 8, w0:w0 + 16])
+    for i in range(2):  # each clip's window is a contiguous piece of that clip
+        t0, h0, w0 = (int(v) for v in torch.nonzero(video[i, 0] == a[i, 0, 0, 0, 0])[0])
+        assert torch.equal(a[i], video[i, :, t0:t0 + 9, h0:h0 + 8, w0:w0 + 16])
     assert random_crop(video, (33, 64, 64), torch.Generator()).shape == video.shape  # never larger than the clip
+
+
+def test_vae_crops_seek_the_objects():
+    """A small object in a corner of plain frames: windows that hold it are picked far more often."""
+    video = -torch.ones(1, 3, 5, 64, 64)
+    video[:, :, :, 2:8, 2:8] = 1.0
+    assert foreground(video)[0, 0, 0].sum() == 36
+
+    def hits(tries):
+        g = torch.Generator().manual_seed(0)
+        return sum(bool((random_crop(video, (5, 24, 24), g, tries=tries) > 0).any()) for _ in range(60))
+
+    assert hits(8) > 2 * hits(1) and hits(8) >= 10  # chance: 4% a window, 28% best of 8

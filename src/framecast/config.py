@@ -93,6 +93,7 @@ class TrainConfig:
     vae_lr: float = 3e-4
     kl_weight: float = 1e-6
     vae_crop: tuple[int, int, int] | None = None  # (frames 1+4k, height, width) windows the VAE trains on
+    vae_fg_weight: float = 0.0  # extra weight of foreground pixels in the VAE's reconstruction loss
     dit_steps: int = 10000
     batch_size: int = 32
     lr: float = 3e-4
@@ -115,9 +116,9 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                         vae_batch_size=4, dit_steps=20, batch_size=8, warmup=5, ema_decay=0.9, log_every=5,
                         ckpt_every=10, sample_steps=4),
     "default": TrainConfig(buckets="64x64x17@12*3,112x64x17@12,64x112x17@12,64x64x49@12", world_clips=8192,
-                           vae_steps=3000, vae_crop=(9, 32, 32), dit_steps=20000),
+                           vae_steps=3000, vae_crop=(9, 32, 32), vae_fg_weight=5.0, dit_steps=20000),
     "large": TrainConfig(buckets="128x128x49@24*2,224x128x49@24,128x224x49@24", world_clips=65536,
-                         shard_size=512, vae_steps=20000, vae_batch_size=16, vae_crop=(17, 128, 128),
+                         shard_size=512, vae_steps=20000, vae_batch_size=16, vae_crop=(17, 128, 128), vae_fg_weight=5.0,
                          dit_steps=100000, batch_size=64,
                          lr=2e-4, warmup=1000, ckpt_every=1000, sample_steps=30),
 }

@@ -14,30 +14,54 @@ from ..flow.objective import flow_loss, interpolate, sample_times
 from ..flow.schedules import resolution_shift
 
 
-def random_crop(video: torch.Tensor, crop: tuple[int, int, int], generator: torch.Generator) -> torch.Tensor:
-    """A random (frames, height, width) window of a batch (B, C, T, H, W), the same for the batch.
+def foreground(video: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
+    """Pixels unlike their frame's typical (median) colour: objects and edges. (B, 1, T, H, W) bool."""
+    bg = video.flatten(3).median(dim=3).values[..., None, None]  # (B, C, T, 1, 1)
+    return ((video - bg).abs() > threshold).any(dim=1, keepdim=True)
+
+
+def random_crop(video: torch.Tensor, crop: tuple[int, int, int], generator: torch.Generator,
+                tries: int = 4) -> torch.Tensor:
+    """A (frames, height, width) window of each clip of a batch (B, C, T, H, W).
 
     Convolutions do not care about the clip's size, so the VAE trains on small windows at the
-    pixel scale of full frames, at a fraction of the cost.
+    pixel scale of full frames, at a fraction of the cost. Of `tries` random windows per clip
+    the one with the most foreground is kept: a window of plain background teaches nothing.
     """
     t, h, w = (min(c, s) for c, s in zip(crop, video.shape[2:]))
-    starts = [int(torch.randint(0, s - c + 1, (1,), generator=generator)) for c, s in zip((t, h, w), video.shape[2:])]
-    (t0, h0, w0) = starts
-    return video[:, :, t0:t0 + t, h0:h0 + h, w0:w0 + w]
+    fg = foreground(video)
+    out = []
+    for i in range(video.shape[0]):
+        best, best_fg = None, -1
+        for _ in range(tries):
+            t0, h0, w0 = (int(torch.randint(0, s - c + 1, (1,), generator=generator))
+                          for c, s in zip((t, h, w), video.shape[2:]))
+            n = int(fg[i, :, t0:t0 + t, h0:h0 + h, w0:w0 + w].sum())
+            if n > best_fg:
+                best, best_fg = (t0, h0, w0), n
+        t0, h0, w0 = best
+        out.append(video[i, :, t0:t0 + t, h0:h0 + h, w0:w0 + w])
+    return torch.stack(out)
 
 
-def vae_loss_fn(kl_weight: float, device: torch.device, crop: tuple[int, int, int] | None = None):
+def vae_loss_fn(kl_weight: float, device: torch.device, crop: tuple[int, int, int] | None = None,
+                fg_weight: float = 0.0):
+    """L1 + MSE reconstruction (foreground pixels weighted 1 + fg_weight: small objects are a
+    sliver of each frame, and a VAE that blurs them away still scores well on the mean) + KL."""
+
     def loss_fn(vae, batch, generator):
         video = batch["video"]  # (B, 3, T, H, W) in [-1, 1]
         if crop is not None:
             video = random_crop(video, crop, generator)
         video = video.to(device)
+        weight = 1.0 + fg_weight * foreground(video).float()
+        weight = weight / weight.mean()
         post = vae.encode(video)
         recon = vae.decode(post.sample(generator))
-        l1 = (recon - video).abs().mean()
+        l1 = ((recon - video).abs() * weight).mean()
         mse = F.mse_loss(recon.float(), video.float())
         kl = post.kl()
-        loss = l1 + mse + kl_weight * kl
+        loss = l1 + ((recon.float() - video.float()).pow(2) * weight).mean() + kl_weight * kl
         psnr = 10 * torch.log10(4.0 / mse.detach().clamp_min(1e-10))  # signal range 2 -> peak^2 = 4
         return loss, {"l1": l1.item(), "kl": kl.item(), "psnr": psnr.item(), "items": video.shape[0]}
     return loss_fn

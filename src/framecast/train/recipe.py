@@ -115,7 +115,7 @@ def train_vae(cfg: VAEConfig, tc: TrainConfig, roots: list[Path], weights: list[
     stream = MixedStream([ShardStream(r, tc.vae_batch_size, seed) for r in roots], weights, seed)
     loop = LoopConfig(steps=tc.vae_steps, lr=tc.vae_lr, warmup=tc.warmup, ema_decay=tc.ema_decay,
                       log_every=tc.log_every, ckpt_every=tc.ckpt_every, seed=seed)
-    trainer = Trainer("vae", VideoVAE(cfg), vae_loss_fn(tc.kl_weight, device, tc.vae_crop), stream, loop, out, device, progress)
+    trainer = Trainer("vae", VideoVAE(cfg), vae_loss_fn(tc.kl_weight, device, tc.vae_crop, tc.vae_fg_weight), stream, loop, out, device, progress)
     trainer.resume()
     trainer.run()
     vae = trainer.ema.eval()
