@@ -493,15 +493,36 @@ def _meeting(d: np.ndarray, px: float) -> int:
     return len(d) - 1
 
 
-def _collide_motion(ctx, sa, sb, na, nb) -> list[str]:
+@dataclass
+class PairTrack:
+    """A collide pair over the frames where both are seen: idx (frame indices), t (s), diff (centre
+    x of a minus b), d = |diff|, early (mask of the first moments), k (index of the first meeting)."""
+
+    idx: np.ndarray
+    t: np.ndarray
+    diff: np.ndarray
+    d: np.ndarray
+    early: np.ndarray
+    k: int
+
+
+def _pair_track(ctx, sa: Series, sb: Series) -> PairTrack | None:
     idx = _pair(sa, sb)
     if len(idx) < 3:
-        return []
+        return None
     t = sa.t[idx]
-    d = np.abs(sa.cx[idx] - sb.cx[idx])
-    k = _meeting(d, ctx.px)
+    diff = sa.cx[idx] - sb.cx[idx]
+    d = np.abs(diff)
+    return PairTrack(idx, t, diff, d, t <= max(0.5, 2.5 / ctx.tracks.fps), _meeting(d, ctx.px))
+
+
+def _collide_motion(ctx, sa, sb, na, nb) -> list[str]:
+    p = _pair_track(ctx, sa, sb)
+    if p is None:
+        return []
+    idx, t, d, k = p.idx, p.t, p.d, p.k
     out = []
-    early = idx[t <= max(0.5, 2.5 / ctx.tracks.fps)]
+    early = idx[p.early]
     if len(early) >= 2:
         left_first = sa.cx[idx[0]] < sb.cx[idx[0]]
         for s, n, toward in ((sa, na, 1.0 if left_first else -1.0), (sb, nb, -1.0 if left_first else 1.0)):
@@ -645,10 +666,10 @@ def _throw_physics(ctx: Context, s: Series, name: str) -> list[str]:
 
 
 def _collide_physics(ctx: Context, sa: Series, sb: Series, na: str, nb: str) -> list[str]:
-    idx = _pair(sa, sb)
-    if len(idx) < 3:
+    p = _pair_track(ctx, sa, sb)
+    if p is None:
         return []
-    diff = sa.cx[idx] - sb.cx[idx]
+    idx, t, diff, d, early, k = p.idx, p.t, p.diff, p.d, p.early, p.k
     clear = np.abs(diff) > 1.5 * ctx.px
     signs = np.sign(diff[clear])
     out = []
@@ -657,12 +678,8 @@ def _collide_physics(ctx: Context, sa: Series, sb: Series, na: str, nb: str) -> 
     a_left = diff[0] < 0
     left, right = (sa, sb) if a_left else (sb, sa)
     gap = right.x0[idx] - left.x1[idx]
-    t = sa.t[idx]
-    early = t <= max(0.5, 2.5 / ctx.tracks.fps)
-    d = np.abs(diff)
     speed = -float(np.polyfit(t[early], d[early], 1)[0]) if early.sum() >= 2 else 0.0
     tol = max(speed, 0.0) / (2 * ctx.tracks.fps) + 2 * ctx.px + 0.01
-    k = _meeting(d, ctx.px)
     met = d[0] - d[k] >= COLLIDE_MOVE and k < len(d) - 1  # they met and turned back within the clip
     if met and gap.min() > tol:
         out.append(f"{na} and {nb} turn back without touching (closest gap {gap.min():.2f} frame heights)")

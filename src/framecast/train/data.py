@@ -35,6 +35,7 @@ from ..data.shards import (FORMAT, FORMAT_VERSION, FRAMES, INDEX_NAME, ShardData
                            collate, decode_sample, folder_lock, frames_to_tensor, iter_raw, iter_shard,
                            normalize_video, read_index, remove_stale_temps, write_index)
 from ..world.clip import FRAME_SIZE_LIMIT, make_clip
+from ..world.export import derive_seed
 
 LATENTS = "latents"  # (C, T', H', W') float16 posterior mean per clip
 TEXT_FIELDS = ("caption", "prompt")  # each cached as "<name>_tokens" (M, D) float16, unpadded
@@ -103,10 +104,6 @@ def parse_buckets(text: str) -> list[Bucket]:
 
 # ---------------------------------------------------------------------------- world clips
 
-def _seed(*words: int) -> int:
-    return int(np.random.SeedSequence(list(words)).generate_state(1)[0])
-
-
 class WorldStream:
     """World clips rendered on the fly: {"video": (B, 3, T, H, W) float32 in [-1, 1], "caption", "prompt"}.
 
@@ -140,7 +137,7 @@ class WorldStream:
         """The bucket and the clip seeds of batch b of this rank."""
         g = b * self.world_size + self.rank
         k = int(np.random.default_rng([self.seed, 0, g]).choice(len(self.buckets), p=self._p))
-        return self.buckets[k], [_seed(self.seed, 1, g, j) for j in range(self.batch_size)]
+        return self.buckets[k], [derive_seed(self.seed, 1, g, j) for j in range(self.batch_size)]
 
     def next(self) -> dict:
         if self.workers == 0:

@@ -58,10 +58,12 @@ def vae_loss_fn(kl_weight: float, device: torch.device, crop: tuple[int, int, in
         weight = weight / weight.mean()
         post = vae.encode(video)
         recon = vae.decode(post.sample(generator))
-        l1 = ((recon - video).abs() * weight).mean()
-        mse = F.mse_loss(recon.float(), video.float())
+        err = recon.float() - video.float()
+        l1 = (err.abs() * weight).mean()
+        sq = err.pow(2)
+        mse = sq.mean()
         kl = post.kl()
-        loss = l1 + ((recon.float() - video.float()).pow(2) * weight).mean() + kl_weight * kl
+        loss = l1 + (sq * weight).mean() + kl_weight * kl
         psnr = 10 * torch.log10(4.0 / mse.detach().clamp_min(1e-10))  # signal range 2 -> peak^2 = 4
         return loss, {"l1": l1.item(), "kl": kl.item(), "psnr": psnr.item(), "items": video.shape[0]}
     return loss_fn

@@ -12,9 +12,14 @@ from ..video.io import write_mp4
 from .clip import Clip, check_clip_args, make_clip
 
 
+def derive_seed(*words: int) -> int:
+    """A 32-bit seed derived from a run's seed and indices (independent streams)."""
+    return int(np.random.SeedSequence(list(words)).generate_state(1)[0])
+
+
 def clip_seed(seed: int, index: int) -> int:
-    """The seed of clip `index` in a run seeded with `seed` (independent streams)."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+    """The seed of clip `index` in a run seeded with `seed`."""
+    return derive_seed(seed, index)
 
 
 def save_clip(clip: Clip, out: Path, name: str) -> Path:
