@@ -112,3 +112,20 @@ def test_presets_registry():
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown preset"):
         preset("huge")
+
+
+def test_dit_per_frame_times_match_one_time_per_clip_and_condition_frame_by_frame():
+    torch.manual_seed(0)
+    dit = DiT(TINY.dit)
+    for p in dit.parameters():  # adaLN-zero starts with no time dependence at all
+        torch.nn.init.normal_(p, std=0.05)
+    x, text = torch.randn(2, 4, 3, 4, 4), torch.randn(2, 5, 384)
+    t = torch.tensor([0.3, 0.8])
+    whole = dit(x, t, text)
+    assert torch.allclose(whole, dit(x, t[:, None].expand(2, 3), text), atol=1e-5)
+    # a frame given clean (t = 0) changes the prediction: time now varies along the clip
+    frames = torch.tensor([[0.0, 0.3, 0.3], [0.8, 0.8, 0.8]])
+    mixed = dit(x, frames, text)
+    assert not torch.allclose(mixed[0], whole[0], atol=1e-4) and torch.allclose(mixed[1], whole[1], atol=1e-5)
+    with pytest.raises(ValueError, match="per-frame times"):
+        dit(x, torch.rand(2, 2), text)

@@ -140,7 +140,7 @@ def test_broken_model_folder_through_the_cli(model_dir, text, tmp_path):
 
 @pytest.mark.parametrize("seconds, fps, frames", [(1, 8, 8), (2, 12, 24), (0.5, 8, 4), (0.5, 12, 6)])
 def test_frame_count_is_seconds_times_fps(model, seconds, fps, frames):
-    video, got_fps, notes = gen(model, seconds=seconds, fps=fps, steps=1)
+    video, got_fps, notes = gen(model, seconds=seconds, fps=fps, steps=1, expand=False)
     assert video.shape == (frames, 32, 32, 3) and got_fps == fps and notes == []
 
 
@@ -150,9 +150,9 @@ def test_defaults_come_from_the_model_folder(model):
 
 
 def test_requested_size_is_honoured_or_rounded_with_a_notice(model):
-    video, _, notes = gen(model, width=64, height=32, steps=1)
+    video, _, notes = gen(model, width=64, height=32, steps=1, expand=False)
     assert video.shape[1:3] == (32, 64) and notes == []
-    video, _, notes = gen(model, width=40, height=24, steps=1)  # the tiny model needs multiples of 16
+    video, _, notes = gen(model, width=40, height=24, steps=1, expand=False)  # the tiny model needs multiples of 16
     assert video.shape[1:3] == (32, 48)
     assert len(notes) == 1 and "40x24" in notes[0] and "48x32" in notes[0]
 
@@ -229,8 +229,8 @@ def test_long_prompt_is_truncated_with_a_warning(text, model):
     with pytest.warns(UserWarning, match="longer than 128 tokens"):
         tokens, mask = text([long, "a red ball"])
     assert tokens.shape == (2, 128, 384) and mask[0].all()
-    with pytest.warns(UserWarning, match="longer than 128 tokens"):
-        video, _, _ = gen(model, long, steps=1)
+    with pytest.warns(UserWarning, match="longer than 128 tokens"):  # as written: expansion would rewrite it
+        video, _, _ = gen(model, long, steps=1, expand=False)
     assert video.shape == (8, 32, 32, 3)
 
 
@@ -266,3 +266,31 @@ def test_cli_bad_input_exits_2_with_a_message(model_dir, tmp_path, args, message
     assert res.returncode == 2, res.stderr
     assert message in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert not (tmp_path / "x.mp4").exists()
+
+
+# --- prompt expansion -----------------------------------------------------------------------
+
+def test_prompts_are_expanded_by_default_and_seeded(model):
+    _, _, notes = gen(model, "a red ball falls", steps=1, seed=3)
+    expanded = [n for n in notes if n.startswith("prompt expanded to: ")]
+    assert len(expanded) == 1 and "red" in expanded[0] and "floor" in expanded[0]  # gravity: the floor is named
+    assert gen(model, "a red ball falls", steps=1, seed=3)[2] == notes  # same seed, same caption
+    _, _, plain = gen(model, "a red ball falls", steps=1, seed=3, expand=False)
+    assert not any(n.startswith("prompt expanded") for n in plain)
+
+
+def test_expansion_refuses_what_the_world_lacks_and_no_expand_passes_it_through(model):
+    with pytest.raises(ValueError, match="names no object.*turn it off"):
+        gen(model, "a cat plays the piano", steps=1)
+    video, _, _ = gen(model, "a cat plays the piano", steps=1, expand=False)
+    assert video.shape == (8, 32, 32, 3)
+
+
+def test_cli_no_expand(model_dir, tmp_path):
+    out = tmp_path / "cat.mp4"
+    res = run("generate", "a cat plays the piano", "--model", model_dir, "--steps", 1, "--seconds", 1, "-o", out)
+    assert res.returncode == 2 and "turn it off" in res.stderr and not out.exists()
+    res = run("generate", "a cat plays the piano", "--model", model_dir, "--steps", 1, "--seconds", 1, "-o", out,
+              "--no-expand")
+    assert res.returncode == 0, res.stderr
+    assert read_mp4(out)[0].shape[0] == int(META.fps)

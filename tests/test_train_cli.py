@@ -69,3 +69,16 @@ def test_generate_with_the_trained_model(trained, tmp_path):
 def test_bad_train_arguments(tmp_path, args, message):
     res = run("train", "--out", tmp_path / "x", *args)
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_dit_settings_may_change_until_the_dit_starts(tmp_path):
+    from framecast.train.recipe import _check_settings
+    settings = {"preset": "tiny", "seed": 0, "vae_steps": 20, "dit_steps": 20, "cond_prob": 0.2}
+    _check_settings(tmp_path, settings, resume=False)
+    (tmp_path / "vae.ckpt").write_bytes(b"")
+    _check_settings(tmp_path, {**settings, "dit_steps": 40, "cond_prob": 0.5}, resume=True)
+    with pytest.raises(ValueError, match="vae_steps"):
+        _check_settings(tmp_path, {**settings, "vae_steps": 30}, resume=True)
+    (tmp_path / "dit.ckpt").write_bytes(b"")
+    with pytest.raises(ValueError, match="dit_steps"):
+        _check_settings(tmp_path, {**settings, "dit_steps": 80}, resume=True)

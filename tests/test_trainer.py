@@ -125,3 +125,42 @@ def test_vae_crops_seek_the_objects():
         return sum(bool((random_crop(video, (5, 24, 24), g, tries=tries) > 0).any()) for _ in range(60))
 
     assert hits(8) > 2 * hits(1) and hits(8) >= 10  # chance: 4% a window, 28% best of 8
+
+
+def test_given_frames_patterns():
+    from framecast.train.losses import given_frames
+    g = torch.Generator().manual_seed(0)
+    assert not given_frames(64, 13, g, 0.0).any()
+    given = given_frames(400, 13, g, 1.0)
+    assert given.any(1).all() and (~given).any(1).all()  # something given, something to generate
+    first_only = given[:, 0] & (given.sum(1) == 1)
+    tails = given[:, -1] & ~given[:, 0]
+    both = given[:, 0] & given[:, -1]
+    assert first_only.any() and tails.any() and both.any()
+    assert not given_frames(8, 1, g, 1.0).any()  # a single latent frame is always generated
+
+
+def test_given_frames_are_left_out_of_the_dit_loss():
+    """The loss ignores what the model predicts on frames it was given clean."""
+    torch.manual_seed(0)
+    dit = DiT(TINY.dit)
+    batch = latent_batch(torch.Generator().manual_seed(3))
+    loss = dit_loss_fn(lambda z: z, EMPTY, CPU, prompt_prob=0.0, caption_dropout=0.0, cond_prob=1.0)
+    base = loss(dit, batch, torch.Generator().manual_seed(5))[0]
+    from framecast.train.losses import given_frames
+
+    class Spoil(torch.nn.Module):  # wrong, huge predictions on the given frames only
+        def __init__(self):
+            super().__init__()
+            self.inner = dit
+
+        def grid(self, shape):
+            return dit.grid(shape)
+
+        def forward(self, x, t, text, mask):
+            v = dit(x, t, text, mask)
+            return torch.where((t == 0)[:, None, :, None, None], v + 1e3, v)
+
+    spoiled = loss(Spoil(), batch, torch.Generator().manual_seed(5))[0]
+    assert torch.allclose(base, spoiled)
+    assert given_frames(4, 2, torch.Generator().manual_seed(0), 1.0).any()

@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classifier-free guidance scale (default: the model's; 1 turns it off)")
     p.add_argument("--negative-prompt", default="", help="what the video should not show")
     p.add_argument("--sampler", choices=["euler", "heun"], default=None, help="ODE solver (default: the model's)")
+    p.add_argument("--no-expand", dest="expand", action="store_false",
+                   help="pass the prompt to the model as written, instead of expanding it into a detailed caption")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("eval", help="score clips against their prompts by the world's rules")
@@ -194,7 +196,8 @@ def cmd_generate(args) -> int:
     model = Framecast.load(model_dir)
     w, h = args.size or (None, None)
     opts = SampleOptions(seconds=args.seconds, fps=args.fps, width=w, height=h, seed=args.seed, steps=args.steps,
-                         guidance=args.guidance, negative_prompt=args.negative_prompt, sampler=args.sampler)
+                         guidance=args.guidance, negative_prompt=args.negative_prompt, sampler=args.sampler,
+                         expand=args.expand)
     with (tqdm(desc="sampling", unit="step", total=opts.steps or model.meta.steps) as bar,
           warnings.catch_warnings(record=True) as caught):
         warnings.simplefilter("always", UserWarning)

@@ -24,6 +24,8 @@ from .flow.schedules import resolution_shift, sampling_times
 from .models.dit import DiT
 from .models.text import DEFAULT_ENCODER, TextEncoder
 from .models.vae import VideoVAE
+from .world.expand import expand_prompt
+from .world.scene import SceneError
 
 FORMAT = "framecast-model"
 FORMAT_VERSION = 1
@@ -42,6 +44,7 @@ class SampleOptions:
     guidance: float | None = None
     negative_prompt: str = ""
     sampler: str | None = None
+    expand: bool = True  # expand a short prompt into the detailed caption style the model trained on
 
 
 @dataclass
@@ -214,6 +217,16 @@ def snap_size(width: int, height: int, multiple: int | tuple[int, int]) -> tuple
     return w, h, note
 
 
+def expand(prompt: str, seed: int, aspect: float, seconds: float) -> str:
+    """The detailed caption of a short prompt (Sora's recaptioning, run at generation time): what
+    the prompt leaves open is drawn, seeded, from the world's distribution."""
+    try:
+        return expand_prompt(prompt, seed, aspect, seconds).caption
+    except SceneError as e:
+        raise SceneError(f"{e} (prompt expansion knows the built-in world; turn it off to pass the prompt "
+                         "to the model as written)") from None
+
+
 def _check(prompt: str, opts: SampleOptions, steps: int, scale: float, sampler: str) -> None:
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("the prompt is empty")
@@ -248,6 +261,9 @@ def generate(model: Framecast, prompt: str, opts: SampleOptions,
                            meta.height if opts.height is None else opts.height, (sf * pw, sf * ph))
     if note:
         notes.append(note)
+    text = expand(prompt, opts.seed, w / h, n_frames / fps) if opts.expand else prompt
+    if text != prompt:
+        notes.append(f"prompt expanded to: {text}")
     latent_t = 1 + math.ceil((n_frames - 1) / tf)  # decode makes 1 + tf (T' - 1) >= n_frames; the rest is cut
     latent_t = math.ceil(latent_t / pt) * pt
     param = next(model.dit.parameters())
@@ -257,7 +273,7 @@ def generate(model: Framecast, prompt: str, opts: SampleOptions,
     x = torch.randn(shape, generator=gen).to(device)  # the sampler state stays fp32
 
     # the negative prompt is encoded only when guidance uses it, so it can never change an unguided video
-    prompts = [prompt, opts.negative_prompt] if scale != 1.0 else [prompt]
+    prompts = [text, opts.negative_prompt] if scale != 1.0 else [text]
     tokens, mask = model.text(prompts)  # (B, M, D), (B, M)
     tokens, mask = tokens.to(device, dtype), mask.to(device)
     pos, neg = (tokens[:1], mask[:1]), (tokens[1:], mask[1:])

@@ -15,8 +15,10 @@ def sample_times(batch: int, generator: torch.Generator | None = None, mean: flo
 
 
 def interpolate(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """x_t = (1 - t) x0 + t noise, with t (B,) broadcast over the other dimensions."""
-    t = t.view(-1, *([1] * (x0.dim() - 1))).to(x0)
+    """x_t = (1 - t) x0 + t noise, with t (B,) or any shape that broadcasts against x0."""
+    if t.dim() == 1:
+        t = t.view(-1, *([1] * (x0.dim() - 1)))
+    t = t.to(x0)
     return (1 - t) * x0 + t * noise
 
 

@@ -4,6 +4,10 @@ Latents (B, C, T, H, W) are cut into (pt, ph, pw) patches, one token each, with 
 over the (t, h, w) patch grid, so any duration, size and aspect ratio uses the same weights.
 Each block: adaLN-zero modulated full self-attention over all spacetime tokens, cross-attention
 to the text tokens, and an MLP.
+
+The flow time may differ per latent frame (t of shape (B, T')): given frames ride along clean at
+t = 0 while the rest are denoised, which is how one set of weights does image-to-video,
+extension, looping and connecting clips (as Wan and LTX-Video condition on frames).
 """
 
 from __future__ import annotations
@@ -19,6 +23,21 @@ from .layers import MLP, Attention, RMSNorm, rope_angles, timestep_embedding
 def patchify(x: torch.Tensor, p: tuple[int, int, int]) -> torch.Tensor:
     """(B, C, T, H, W) -> (B, N, C*pt*ph*pw) tokens, t-major over the patch grid."""
     return rearrange(x, "b c (t pt) (h ph) (w pw) -> b (t h w) (c pt ph pw)", pt=p[0], ph=p[1], pw=p[2])
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x (B, N, D) tokens, t-major; shift, scale (B, F, D) per frame group of N/F tokens (F = 1: all)."""
+    b, n, d = x.shape
+    f = shift.shape[1]
+    h = x.float().view(b, f, n // f, d) * (1 + scale[:, :, None]) + shift[:, :, None]  # (B, F, N/F, D)
+    return h.view(b, n, d).to(x.dtype)
+
+
+def gate(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """x (B, N, D) scaled by a per-frame-group gate g (B, F, D)."""
+    b, n, d = x.shape
+    f = g.shape[1]
+    return (x.float().view(b, f, n // f, d) * g[:, :, None]).view(b, n, d).to(x.dtype)
 
 
 def unpatchify(x: torch.Tensor, p: tuple[int, int, int], grid: tuple[int, int, int]) -> torch.Tensor:
@@ -43,14 +62,12 @@ class DiTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor | None,
                 rope: torch.Tensor) -> torch.Tensor:
-        """x (B, N, D) tokens; c (B, D) timestep conditioning; text (B, M, D)."""
-        mod = self.modulation(nn.functional.silu(c)).float()[:, None]  # (B, 1, 6D), fp32
+        """x (B, N, D) tokens; c (B, F, D) timestep conditioning per frame group; text (B, M, D)."""
+        mod = self.modulation(nn.functional.silu(c)).float()  # (B, F, 6D), fp32
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
-        h = (self.norm1(x).float() * (1 + scale1) + shift1).to(x.dtype)
-        x = x + (gate1 * self.attn(h, rope=rope).float()).to(x.dtype)
+        x = x + gate(self.attn(modulate(self.norm1(x), shift1, scale1), rope=rope), gate1)
         x = x + self.cross(self.norm_cross(x), context=text, mask=text_mask)
-        h = (self.norm2(x).float() * (1 + scale2) + shift2).to(x.dtype)
-        return x + (gate2 * self.mlp(h).float()).to(x.dtype)
+        return x + gate(self.mlp(modulate(self.norm2(x), shift2, scale2)), gate2)
 
 
 class DiT(nn.Module):
@@ -80,14 +97,27 @@ class DiT(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor,
                 text_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Velocity for latents x (B, C, T, H, W) at flow times t (B,), given text tokens (B, M, text_dim)."""
+        """Velocity for latents x (B, C, T, H, W) at flow times t, given text tokens (B, M, text_dim).
+
+        t is (B,), one time per clip, or (B, T), one per latent frame (frames in one temporal
+        patch must share it).
+        """
         grid = self.grid(x.shape)
         rope = rope_angles(grid, self.cfg.rope_dims, self.cfg.rope_theta, device=x.device)  # (N, D_head/2)
         tokens = self.patch_in(patchify(x, self.cfg.patch_size))  # (B, N, D)
-        c = self.time_mlp(timestep_embedding(t, self.cfg.dim).to(tokens.dtype))  # (B, D)
+        t = self.frame_times(t, x.shape[0], x.shape[2])  # (B, F), F = 1 or T/pt
+        c = self.time_mlp(timestep_embedding(t.flatten(), self.cfg.dim).to(tokens.dtype)).view(*t.shape, -1)  # (B, F, D)
         ctx = self.text_in(text.to(tokens.dtype))  # (B, M, D)
         for block in self.blocks:
             tokens = block(tokens, c, ctx, text_mask, rope)
-        shift, scale = self.out_modulation(nn.functional.silu(c)).float()[:, None].chunk(2, dim=-1)
-        tokens = (self.norm_out(tokens).float() * (1 + scale) + shift).to(tokens.dtype)
+        shift, scale = self.out_modulation(nn.functional.silu(c)).float().chunk(2, dim=-1)  # (B, F, D) each
+        tokens = modulate(self.norm_out(tokens), shift, scale)
         return unpatchify(self.patch_out(tokens), self.cfg.patch_size, grid)
+
+    def frame_times(self, t: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
+        """Flow times as (B, 1) for a whole clip or (B, T/pt) per temporal patch."""
+        if t.dim() == 1:
+            return t.view(batch, 1)
+        if t.shape != (batch, frames):
+            raise ValueError(f"per-frame times must be (batch, latent frames) = {(batch, frames)}, got {tuple(t.shape)}")
+        return t[:, ::self.cfg.patch_size[0]]

@@ -93,19 +93,59 @@ def choose_text(batch: dict, generator: torch.Generator, prompt_prob: float, dro
     return tokens, mask
 
 
+def given_frames(batch: int, frames: int, generator: torch.Generator, prob: float) -> torch.Tensor:
+    """Which latent frames a training clip is given clean: (B, T') bool.
+
+    With probability `prob` a clip gets one of the patterns generation uses, equally often: the
+    first frame (image-to-video), a head (extend forward), a tail (extend backward), or a head
+    and a tail (connect two clips, loop); otherwise none (text-to-video). At least one frame
+    is always left to generate.
+    """
+    given = torch.zeros(batch, frames, dtype=torch.bool)
+    if frames < 2:
+        return given
+    use = torch.rand(batch, generator=generator) < prob
+    kind = torch.randint(0, 4, (batch,), generator=generator)
+    head = torch.randint(1, frames, (batch,), generator=generator)  # 1 .. T'-1
+    tail = torch.randint(1, frames, (batch,), generator=generator)
+    for i in range(batch):
+        if not use[i]:
+            continue
+        k, h, tl = int(kind[i]), int(head[i]), int(tail[i])
+        if k == 0:
+            given[i, 0] = True
+        elif k == 1:
+            given[i, :h] = True
+        elif k == 2:
+            given[i, frames - tl:] = True
+        else:
+            h = min(h, frames - 2) if frames > 2 else 0
+            tl = min(tl, frames - 1 - h)
+            given[i, :h] = True
+            given[i, frames - tl:] = True
+    return given
+
+
 def dit_loss_fn(normalize, empty: tuple[torch.Tensor, torch.Tensor], device: torch.device,
-                prompt_prob: float = 0.3, caption_dropout: float = 0.1):
-    """Flow matching on normalised latents: x_t = (1 - t) x0 + t noise, predict noise - x0."""
+                prompt_prob: float = 0.3, caption_dropout: float = 0.1, cond_prob: float = 0.0):
+    """Flow matching on normalised latents: x_t = (1 - t) x0 + t noise, predict noise - x0.
+
+    Frames drawn by `given_frames` stay clean (t = 0) and are left out of the loss.
+    """
 
     def loss_fn(dit, batch, generator):
         x0 = normalize(batch["latents"].float())  # (B, C, T', H', W')
-        b = x0.shape[0]
+        b, frames = x0.shape[0], x0.shape[2]
         tokens, mask = choose_text(batch, generator, prompt_prob, caption_dropout, empty)
         grid = dit.grid(x0.shape)
         t = sample_times(b, generator, shift=resolution_shift(grid[0] * grid[1] * grid[2]))
         noise = torch.randn(x0.shape, generator=generator)
-        x0, noise, t = x0.to(device), noise.to(device), t.to(device)
-        pred = dit(interpolate(x0, noise, t), t, tokens.to(device), mask.to(device))
-        return flow_loss(pred, x0, noise), {"items": b}
+        given = given_frames(b, frames, generator, cond_prob)  # (B, T')
+        t_frames = torch.where(given, 0.0, t[:, None])  # (B, T')
+        weight = (~given).float()[:, None, :, None, None]  # (B, 1, T', 1, 1)
+        x0, noise, t_frames, weight = x0.to(device), noise.to(device), t_frames.to(device), weight.to(device)
+        x_t = interpolate(x0, noise, t_frames[:, None, :, None, None])
+        pred = dit(x_t, t_frames, tokens.to(device), mask.to(device))
+        return flow_loss(pred, x0, noise, weight), {"items": b}
 
     return loss_fn

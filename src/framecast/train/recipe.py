@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import TRAIN_PRESETS, DiTConfig, TrainConfig, VAEConfig, preset
+from ..config import DIT_SETTINGS, TRAIN_PRESETS, DiTConfig, TrainConfig, VAEConfig, preset
 from ..data.shards import INDEX_NAME
 from ..models.dit import DiT
 from ..models.text import TextEncoder
@@ -39,13 +39,16 @@ def pick_device() -> torch.device:
 
 
 def _check_settings(out: Path, settings: dict, resume: bool) -> None:
+    """A resumed run must keep the settings its checkpoints were made with; the DiT's own may
+    still change while no DiT checkpoint exists (tune the DiT after the VAE is done)."""
     path = out / "train.json"
     has_ckpt = any(out.glob("*.ckpt"))
     if has_ckpt and not resume:
         raise ValueError(f"{out} holds a training run; pass --resume to continue it, or choose a new --out")
     if path.exists() and resume:
         old = json.loads(path.read_text())
-        diff = [k for k in settings if old.get(k) != settings[k]]
+        free = DIT_SETTINGS if not (out / "dit.ckpt").exists() else ()
+        diff = [k for k in settings if old.get(k) != settings[k] and k not in free]
         if diff:
             raise ValueError(f"{out} was trained with other settings ({', '.join(diff)}); "
                              "resume with the same arguments or choose a new --out")
@@ -136,10 +139,15 @@ def train_dit(cfg: DiTConfig, tc: TrainConfig, vae: VideoVAE, text: TextEncoder,
         cache_latents(vae, text, src, dst, device=device, progress=progress)
     mean, std = latent_stats(latent_roots[0])
     mean_b, std_b = mean.view(1, -1, 1, 1, 1).float(), std.view(1, -1, 1, 1, 1).float()
+    if tc.dit_weights is not None:
+        if len(tc.dit_weights) != len(roots):
+            raise ValueError(f"dit_weights names {len(tc.dit_weights)} weights for {len(roots)} buckets")
+        weights = list(tc.dit_weights)
     stream = MixedStream([LatentStream(r, tc.batch_size, seed, vae=vae) for r in latent_roots], weights, seed)
     loop = LoopConfig(steps=tc.dit_steps, lr=tc.lr, warmup=tc.warmup, ema_decay=tc.ema_decay,
                       grad_accum=tc.grad_accum, log_every=tc.log_every, ckpt_every=tc.ckpt_every, seed=seed)
-    loss = dit_loss_fn(lambda z: (z - mean_b) / std_b, text([""]), device, tc.prompt_prob, tc.caption_dropout)
+    loss = dit_loss_fn(lambda z: (z - mean_b) / std_b, text([""]), device, tc.prompt_prob, tc.caption_dropout,
+                       tc.cond_prob)
     trainer = Trainer("dit", DiT(cfg), loss, stream, loop, out, device, progress)
     trainer.resume()
     trainer.run()
