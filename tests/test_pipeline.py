@@ -294,3 +294,22 @@ def test_cli_no_expand(model_dir, tmp_path):
               "--no-expand")
     assert res.returncode == 0, res.stderr
     assert read_mp4(out)[0].shape[0] == int(META.fps)
+
+
+def test_cli_generates_a_prompts_file_into_a_folder_framecast_eval_reads(model_dir, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# held-out prompts\na red ball moves to the right\n\na cat plays the piano\na blue box spins clockwise\n")
+    out = tmp_path / "clips"
+    res = run("generate", "--prompts-file", prompts, "-o", out, "--model", model_dir, "--steps", 1, "--seconds", 1,
+              "--seed", 7)
+    assert res.returncode == 0, res.stderr
+    assert "skipped 001.mp4" in res.stderr  # the world has no cat: that line is skipped, the rest is made
+    assert sorted(p.name for p in out.iterdir()) == ["000.json", "000.mp4", "002.json", "002.mp4"]
+    meta = json.loads((out / "002.json").read_text())
+    assert meta["prompt"] == "a blue box spins clockwise" and meta["seed"] == 9 and "blue" in meta["caption"]
+    res = run("eval", out, "--json")
+    assert res.returncode == 0, res.stderr
+    assert [c["prompt"] for c in json.loads(res.stdout)["clips"]] == ["a red ball moves to the right",
+                                                                     "a blue box spins clockwise"]
+    res = run("generate", "a red ball", "--prompts-file", prompts, "-o", out, "--model", model_dir)
+    assert res.returncode == 2 and "not both" in res.stderr

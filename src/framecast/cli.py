@@ -92,8 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help="text to video")
-    p.add_argument("prompt")
-    p.add_argument("-o", "--out", type=Path, default=Path("out.mp4"), help="output mp4 (default out.mp4)")
+    p.add_argument("prompt", nargs="?", default=None)
+    p.add_argument("-o", "--out", type=Path, default=Path("out.mp4"),
+                   help="output mp4 (default out.mp4); with --prompts-file, a folder")
+    p.add_argument("--prompts-file", type=Path, default=None, metavar="FILE",
+                   help="one prompt per line: clip i (seed --seed + i) goes to OUT/iii.mp4 with OUT/iii.json, "
+                        "ready for `framecast eval OUT`")
     p.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
     p.add_argument("--seconds", type=_positive(float), default=DEFAULT_SECONDS, help="duration (default 4)")
     p.add_argument("--fps", type=_positive(float), default=None, help="frame rate (default: the model's)")
@@ -167,50 +171,94 @@ def default_model_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "models" / "default"
 
 
+def read_prompts(path: Path) -> list[str]:
+    """One prompt per line; blank lines and lines starting with # are skipped."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise UsageError(f"cannot read prompts from {path}: {e.strerror or e}") from None
+    prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not prompts:
+        raise UsageError(f"{path} holds no prompts (one per line)")
+    return prompts
+
+
+def _generate_jobs(args) -> list[tuple[str, Path, int]]:
+    """(prompt, mp4 path, seed) for one prompt, or for each line of --prompts-file into a folder."""
+    if (args.prompt is None) == (args.prompts_file is None):
+        raise UsageError("give a prompt, or --prompts-file FILE (one prompt per line), not both")
+    if args.prompts_file is None:
+        if not args.prompt.strip():
+            raise UsageError("the prompt is empty")
+        if args.out.is_dir():
+            raise UsageError(f"-o {args.out} is a folder; give a file name such as {args.out / 'out.mp4'}")
+        if not args.out.parent.is_dir():
+            raise UsageError(f"the output folder {args.out.parent} does not exist")
+        return [(args.prompt, args.out, args.seed)]
+    prompts = read_prompts(args.prompts_file)
+    if args.out.suffix == ".mp4" or (args.out.exists() and not args.out.is_dir()):
+        raise UsageError(f"with --prompts-file, -o names a folder for the clips, got {args.out}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    return [(p, args.out / f"{i:03d}.mp4", args.seed + i) for i, p in enumerate(prompts)]
+
+
 def cmd_generate(args) -> int:
+    import dataclasses
     import math
+    import time
     import warnings
 
-    if not args.prompt.strip():
-        raise UsageError("the prompt is empty")
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
     if args.guidance is not None and not math.isfinite(args.guidance):
         raise UsageError(f"--guidance must be a finite number, got {args.guidance}")
     if not -2**63 <= args.seed < 2**64:
         raise UsageError(f"--seed must fit in 64 bits, got {args.seed}")
-    if args.out.is_dir():
-        raise UsageError(f"-o {args.out} is a folder; give a file name such as {args.out / 'out.mp4'}")
-    if not args.out.parent.is_dir():
-        raise UsageError(f"the output folder {args.out.parent} does not exist")
     model_dir = args.model or default_model_dir()
     if not model_dir.is_dir():
         hint = "" if args.model else "; train one or pass --model DIR"
         raise UsageError(f"no model folder at {model_dir}{hint}")
+    jobs = _generate_jobs(args)
     # heavy imports after the cheap checks: bad input fails at once
     from tqdm import tqdm
 
-    from .pipeline import Framecast, SampleOptions, generate
+    from .pipeline import Framecast, SampleOptions, expanded_caption, generate
     from .video.io import write_mp4
 
     model = Framecast.load(model_dir)
     w, h = args.size or (None, None)
-    opts = SampleOptions(seconds=args.seconds, fps=args.fps, width=w, height=h, seed=args.seed, steps=args.steps,
+    base = SampleOptions(seconds=args.seconds, fps=args.fps, width=w, height=h, seed=args.seed, steps=args.steps,
                          guidance=args.guidance, negative_prompt=args.negative_prompt, sampler=args.sampler,
                          expand=args.expand)
-    with (tqdm(desc="sampling", unit="step", total=opts.steps or model.meta.steps) as bar,
-          warnings.catch_warnings(record=True) as caught):
-        warnings.simplefilter("always", UserWarning)
+    batch = args.prompts_file is not None
+    for prompt, out, seed in jobs:
+        opts = dataclasses.replace(base, seed=seed)
+        start = time.perf_counter()
+        with (tqdm(desc=out.name if batch else "sampling", unit="step", total=opts.steps or model.meta.steps) as bar,
+              warnings.catch_warnings(record=True) as caught):
+            warnings.simplefilter("always", UserWarning)
 
-        def progress(i: int, n: int) -> None:
-            bar.total = n
-            bar.update(i - bar.n)
+            def progress(i: int, n: int) -> None:
+                bar.total = n
+                bar.update(i - bar.n)
 
-        frames, fps, notes = generate(model, args.prompt, opts, progress)
-    for note in [*notes, *(str(c.message) for c in caught if issubclass(c.category, UserWarning))]:
-        print(f"framecast: note: {note}", file=sys.stderr)
-    write_mp4(args.out, frames.numpy(), fps)
-    print(f"wrote {args.out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps)")
+            try:
+                frames, fps, notes = generate(model, prompt, opts, progress)
+            except ValueError as e:
+                if not batch:
+                    raise
+                print(f"framecast: skipped {out.name} ({prompt!r}): {e}", file=sys.stderr)
+                continue
+        for note in [*notes, *(str(c.message) for c in caught if issubclass(c.category, UserWarning))]:
+            print(f"framecast: note: {note}", file=sys.stderr)
+        write_mp4(out, frames.numpy(), fps)
+        seconds = time.perf_counter() - start
+        if batch:  # beside each clip what `framecast eval` needs to score it
+            meta = {"prompt": prompt, "caption": expanded_caption(notes), "seed": seed, "fps": fps, "model": str(model_dir),
+                    "seconds_to_generate": round(seconds, 3)}
+            out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        print(f"wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps) "
+              f"in {seconds:.1f} s")
     return 0
 
 

@@ -217,6 +217,14 @@ def snap_size(width: int, height: int, multiple: int | tuple[int, int]) -> tuple
     return w, h, note
 
 
+EXPANDED = "prompt expanded to: "  # the notice that carries the caption a prompt was expanded to
+
+
+def expanded_caption(notes: list[str]) -> str | None:
+    """The caption generate() expanded the prompt to, from its notices (None: used as written)."""
+    return next((n[len(EXPANDED):] for n in notes if n.startswith(EXPANDED)), None)
+
+
 def expand(prompt: str, seed: int, aspect: float, seconds: float) -> str:
     """The detailed caption of a short prompt (Sora's recaptioning, run at generation time): what
     the prompt leaves open is drawn, seeded, from the world's distribution."""
@@ -263,7 +271,7 @@ def generate(model: Framecast, prompt: str, opts: SampleOptions,
         notes.append(note)
     text = expand(prompt, opts.seed, w / h, n_frames / fps) if opts.expand else prompt
     if text != prompt:
-        notes.append(f"prompt expanded to: {text}")
+        notes.append(EXPANDED + text)
     latent_t = 1 + math.ceil((n_frames - 1) / tf)  # decode makes 1 + tf (T' - 1) >= n_frames; the rest is cut
     latent_t = math.ceil(latent_t / pt) * pt
     param = next(model.dit.parameters())
