@@ -82,3 +82,17 @@ def test_dit_settings_may_change_until_the_dit_starts(tmp_path):
     (tmp_path / "dit.ckpt").write_bytes(b"")
     with pytest.raises(ValueError, match="dit_steps"):
         _check_settings(tmp_path, {**settings, "dit_steps": 80}, resume=True)
+
+
+def test_export_writes_the_model_folder_from_the_checkpoints(trained, tmp_path):
+    import shutil
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    shutil.rmtree(run_dir / "model")
+    res = run("train", "--preset", "tiny", "--steps", "6", "--seed", "1", "--out", run_dir, "--stage", "export")
+    assert res.returncode == 0, res.stderr
+    assert (run_dir / "model" / "model.safetensors").read_bytes() == (trained / "model" / "model.safetensors").read_bytes()
+    assert json.loads((run_dir / "model" / "recipe.json").read_text())["dit_step"] == 6
+    empty = tmp_path / "empty"
+    res = run("train", "--preset", "tiny", "--out", empty, "--stage", "export")
+    assert res.returncode == 2 and "no checkpoint" in res.stderr

@@ -34,6 +34,9 @@ from .losses import dit_loss_fn, vae_loss_fn
 from .trainer import LoopConfig, Trainer
 
 
+STAGES = ("all", "vae", "export")
+
+
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -154,19 +157,29 @@ def train_dit(cfg: DiTConfig, tc: TrainConfig, vae: VideoVAE, text: TextEncoder,
     return trainer.ema.eval(), mean, std
 
 
+def load_ema(model: torch.nn.Module, ckpt: Path, device: torch.device) -> tuple[torch.nn.Module, int]:
+    """A stage's EMA weights and step from its trainer checkpoint."""
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"no checkpoint at {ckpt}: train this stage first")
+    state = torch.load(ckpt, map_location=device, weights_only=False)
+    model.load_state_dict(state["ema"])
+    return model.to(device).eval(), int(state["step"])
+
+
 def train(preset_name: str, out: str | Path, steps: int | None = None, batch_size: int | None = None,
           seed: int = 0, resume: bool = False, data: str | Path | None = None, stage: str = "all",
           progress: bool = True) -> Path:
     """Run a preset's recipe (stage "all", or "vae" alone); returns the model folder or, for
-    the VAE stage, the run folder."""
-    if stage not in ("all", "vae"):
-        raise ValueError(f"unknown stage {stage!r}; choose all or vae")
+    the VAE stage, the run folder. Stage "export" trains nothing: it writes the model folder
+    from the checkpoints as they are, to evaluate or ship a run before it ends."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
     model_cfg = preset(preset_name)
     tc = settings_for(preset_name, steps, batch_size)
     out = Path(out)
     settings = {"preset": preset_name, "seed": seed, "data": str(data) if data else None, **tc.to_dict()}
     settings = json.loads(json.dumps(settings))  # as train.json holds them (tuples become lists)
-    _check_settings(out, settings, resume)
+    _check_settings(out, settings, resume or stage == "export")
     device = pick_device()
     if data is None:
         roots, weights = world_data(out, tc, seed, progress)
@@ -174,11 +187,17 @@ def train(preset_name: str, out: str | Path, steps: int | None = None, batch_siz
         roots = shard_roots(Path(data))
         weights = [1.0] * len(roots)
 
-    vae = train_vae(model_cfg.vae, tc, roots, weights, out, seed, device, progress)
-    if stage == "vae":
-        return out
     text = TextEncoder()
-    dit, mean, std = train_dit(model_cfg.dit, tc, vae, text, roots, weights, out, seed, device, progress)
+    if stage == "export":
+        vae, _ = load_ema(VideoVAE(model_cfg.vae), out / "vae.ckpt", device)
+        dit, dit_step = load_ema(DiT(model_cfg.dit), out / "dit.ckpt", device)
+        mean, std = latent_stats(out / "latents" / roots[0].name)
+    else:
+        vae = train_vae(model_cfg.vae, tc, roots, weights, out, seed, device, progress)
+        if stage == "vae":
+            return out
+        dit, mean, std = train_dit(model_cfg.dit, tc, vae, text, roots, weights, out, seed, device, progress)
+        dit_step = tc.dit_steps
 
     # The model folder: EMA weights of both, and what generation needs to know.
     fps, width, height = video_format(roots[0])
@@ -189,6 +208,7 @@ def train(preset_name: str, out: str | Path, steps: int | None = None, batch_siz
     model.dit.load_state_dict(dit.state_dict())
     folder = out / "model"
     model.save(folder)
-    recipe = {"preset": preset_name, "seed": seed, "train": asdict(tc), "vae_eval": json.loads((out / "vae_eval.json").read_text())}
+    recipe = {"preset": preset_name, "seed": seed, "dit_step": dit_step, "train": asdict(tc),
+              "vae_eval": json.loads((out / "vae_eval.json").read_text())}
     (folder / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     return folder
