@@ -113,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pass the prompt to the model as written, instead of expanding it into a detailed caption")
     p.set_defaults(func=cmd_generate)
 
+    p = sub.add_parser("serve", help="HTTP service: OpenAI's Videos API, a job queue and a web studio")
+    p.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--data", type=Path, default=None, help="jobs and videos folder (default ./framecast-data)")
+    p.add_argument("--workers", type=int, default=1, help="generation processes, each with the model (default 1)")
+    p.add_argument("--api-key", action="append", default=None, metavar="KEY",
+                   help="require this bearer key (repeat for several; each key sees only its own videos); "
+                        "default: the comma-separated keys in $FRAMECAST_API_KEY, else none")
+    p.add_argument("--device", default="auto", help="where workers run the model: auto, cpu, cuda (default auto)")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("eval", help="score clips against their prompts by the world's rules")
     p.add_argument("dir", type=Path, help="folder of NAME.mp4 + NAME.json (prompt and/or scene)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
@@ -260,6 +272,29 @@ def cmd_generate(args) -> int:
             out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
         print(f"wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps) "
               f"in {seconds:.1f} s")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import os
+
+    if not 0 <= args.port < 65536:
+        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    keys = args.api_key if args.api_key is not None else os.environ.get("FRAMECAST_API_KEY", "").split(",")
+    keys = tuple(k.strip() for k in keys if k.strip())
+    model_dir = args.model or default_model_dir()
+    if not model_dir.is_dir():
+        hint = "" if args.model else "; train one or pass --model DIR"
+        raise UsageError(f"no model folder at {model_dir}{hint}")
+    # heavy imports after the cheap checks: bad input fails at once
+    from .server.app import serve
+    from .server.settings import DEFAULT_DATA_DIR, ServerSettings
+
+    settings = ServerSettings(model_dir=model_dir, data_dir=args.data or DEFAULT_DATA_DIR, workers=args.workers,
+                              api_keys=keys, device=args.device)
+    serve(settings, args.host, args.port)
     return 0
 
 

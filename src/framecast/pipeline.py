@@ -141,6 +141,18 @@ class Framecast(torch.nn.Module):
         return model.eval()
 
 
+def read_model_config(folder: str | Path) -> tuple[ModelConfig, ModelMeta]:
+    """A model folder's config.json, checked, without loading any weights: for callers (the HTTP
+    service) that validate requests against the model before a worker has loaded it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no model folder at {folder}")
+    for name in ("config.json", "model.safetensors"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"model folder {folder} has no {name}")
+    return _read_config(folder / "config.json")
+
+
 def _read_config(path: Path) -> tuple[ModelConfig, ModelMeta]:
     try:
         doc = json.loads(path.read_text())
