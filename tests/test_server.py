@@ -149,7 +149,7 @@ def test_framecast_options_and_same_seed_same_video(client):
 
 
 def test_list_pages_and_order(client):
-    ids = [client.videos.create(prompt=f"a white ball number {i}", seconds="1").id for i in range(3)]
+    ids = [client.videos.create(prompt=f"a white ball moves {('left', 'right', 'up')[i]}", seconds="1").id for i in range(3)]
     page = client.videos.list(limit=2)
     assert [v.id for v in page.data] == ids[::-1][:2] and page.has_more
     nxt = client.videos.list(limit=2, after=page.data[-1].id)
@@ -171,7 +171,7 @@ def test_remix_reuses_the_source_settings(client):
     done = client.videos.poll(remix.id, poll_interval_ms=100)
     assert done.status == "completed"
     assert read_mp4_bytes(client.videos.download_content(done.id).read()).shape == (8, 48, 32, 3)
-    queued = client.videos.create(prompt="a slow one", **LONG_JOB)
+    queued = client.videos.create(prompt="a red box sits still", **LONG_JOB)
     with pytest.raises(openai.BadRequestError, match="only a completed video can be remixed"):
         client.videos.remix(queued.id, prompt="x")
     client.videos.delete(queued.id)
@@ -201,10 +201,10 @@ def test_delete_removes_the_job_and_its_files(client, server):
 
 
 def test_deleting_a_running_job_frees_the_worker(client):
-    slow = client.videos.create(prompt="a slow one", **LONG_JOB)
+    slow = client.videos.create(prompt="a red box sits still", **LONG_JOB)
     wait_for(lambda: client.videos.retrieve(slow.id).progress > 0, timeout=120)
     client.videos.delete(slow.id)
-    quick = client.videos.create_and_poll(prompt="a quick one", seconds="1", poll_interval_ms=100)
+    quick = client.videos.create_and_poll(prompt="a blue ball moves up", seconds="1", poll_interval_ms=100)
     assert quick.status == "completed"
 
 
@@ -268,7 +268,7 @@ def test_other_errors(server, client):
         assert got == status and message in body["error"]["message"], (path, body)
     status, body, _ = http("POST", server.url + "/v1/videos", b"{not json", {**auth, "Content-Type": "application/json"})
     assert status == 400 and "not valid JSON" in body["error"]["message"]
-    slow = client.videos.create(prompt="a slow one", **LONG_JOB)
+    slow = client.videos.create(prompt="a red box sits still", **LONG_JOB)
     with pytest.raises(openai.BadRequestError, match="content exists once it is completed"):
         client.videos.download_content(slow.id)
     with pytest.raises(openai.BadRequestError, match="variant"):
@@ -303,7 +303,7 @@ def test_api_keys_are_required_and_keep_videos_apart(server, client):
 # --- durability ----------------------------------------------------------------------------------
 
 def test_a_dead_worker_is_replaced_and_its_job_runs_again(client, server):
-    slow = client.videos.create(prompt="a slow one", **LONG_JOB)
+    slow = client.videos.create(prompt="a red box sits still", **LONG_JOB)
     wait_for(lambda: client.videos.retrieve(slow.id).progress > 0, timeout=120)
     (pid,) = server.health()["pool"]["pids"]
     os.kill(pid, signal.SIGKILL)
@@ -317,8 +317,8 @@ def test_kill_9_mid_job_then_restart_finishes_every_job(model_dir, tmp_path):
     try:
         first.wait_ready()
         c = first.client()
-        slow = c.videos.create(prompt="a slow one", **LONG_JOB)
-        queued = c.videos.create(prompt="waits its turn", seconds="1")
+        slow = c.videos.create(prompt="a red box sits still", **LONG_JOB)
+        queued = c.videos.create(prompt="a green box sits still", seconds="1")
         wait_for(lambda: c.videos.retrieve(slow.id).progress > 0, timeout=120)
         (worker,) = first.health()["pool"]["pids"]
         first.kill()
@@ -381,3 +381,11 @@ def test_openapi_document_lists_the_videos_routes(server):
     assert status == 200
     assert {"/v1/videos", "/v1/videos/{video_id}", "/v1/videos/{video_id}/content",
             "/v1/videos/{video_id}/remix"} <= set(doc["paths"]), json.dumps(sorted(doc["paths"]))
+
+
+def test_a_prompt_expansion_cannot_make_is_refused_at_once_unless_expand_is_off(client):
+    with pytest.raises(openai.BadRequestError, match="names no object"):
+        client.videos.create(prompt="a cat plays the piano", seconds="1")
+    video = client.videos.create_and_poll(prompt="a cat plays the piano", seconds="1", poll_interval_ms=100,
+                                          extra_body={"expand": False, "steps": 2})
+    assert video.status == "completed", video.error

@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from .. import pipeline
 from ..pipeline import frame_count, snap_size
 from .settings import ModelInfo, ServerSettings
 
@@ -23,7 +24,7 @@ DEFAULT_SECONDS = "4"  # as OpenAI's
 MAX_PROMPT_CHARS = 10_000
 SNAP_TOLERANCE = 0.25  # a requested side may move this much when rounded to the model's multiple
 # framecast's own create fields, beyond OpenAI's (the openai client sends them with extra_body)
-EXTRA_FIELDS = ("seed", "steps", "guidance", "negative_prompt")
+EXTRA_FIELDS = ("seed", "steps", "guidance", "negative_prompt", "expand")
 
 
 class ApiError(Exception):
@@ -162,11 +163,21 @@ def create_spec(fields: dict[str, Any], info: ModelInfo, settings: ServerSetting
     negative = fields.get("negative_prompt") or ""
     if not isinstance(negative, str):
         raise bad("negative_prompt must be a string", "negative_prompt")
+    expand = fields.get("expand", True)
+    if isinstance(expand, str) and expand.lower() in ("true", "false"):  # multipart form fields are text
+        expand = expand.lower() == "true"
+    if not isinstance(expand, bool):
+        raise bad("expand must be true or false", "expand")
+    seed = secrets.randbelow(2**31) if seed is None else seed  # kept, so a remix reuses it
     options = {
-        "seconds": seconds, "fps": info.fps, "width": w, "height": h,
-        "seed": secrets.randbelow(2**31) if seed is None else seed,  # kept, so a remix reuses it
+        "seconds": seconds, "fps": info.fps, "width": w, "height": h, "seed": seed, "expand": expand,
         "steps": _number(fields, "steps", int, 1, settings.max_steps),
         "guidance": _number(fields, "guidance", float, 0, 100),
         "negative_prompt": negative,
     }
+    if expand:  # a prompt expansion cannot make is refused now, not failed later in a worker
+        try:
+            pipeline.expand(prompt, seed, w / h, frame_count(seconds, info.fps) / info.fps)
+        except ValueError as e:
+            raise bad(str(e), "prompt") from None
     return JobSpec(prompt, model, seconds_text, f"{w}x{h}", options)
