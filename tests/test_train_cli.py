@@ -73,7 +73,7 @@ def test_bad_train_arguments(tmp_path, args, message):
 
 def test_dit_settings_may_change_until_the_dit_starts(tmp_path):
     from framecast.train.recipe import _check_settings
-    settings = {"preset": "tiny", "seed": 0, "vae_steps": 20, "dit_steps": 20, "cond_prob": 0.2}
+    settings = {"preset": "tiny", "seed": 0, "vae_steps": 20, "dit_steps": 20, "cond_prob": 0.2, "guidance": 4.0}
     _check_settings(tmp_path, settings, resume=False)
     (tmp_path / "vae.ckpt").write_bytes(b"")
     _check_settings(tmp_path, {**settings, "dit_steps": 40, "cond_prob": 0.5}, resume=True)
@@ -82,6 +82,8 @@ def test_dit_settings_may_change_until_the_dit_starts(tmp_path):
     (tmp_path / "dit.ckpt").write_bytes(b"")
     with pytest.raises(ValueError, match="dit_steps"):
         _check_settings(tmp_path, {**settings, "dit_steps": 80}, resume=True)
+    tuned = {**settings, "dit_steps": 40, "cond_prob": 0.5}  # as the last resume wrote them
+    _check_settings(tmp_path, {**tuned, "guidance": 3.0}, resume=True)  # a sampling default: free any time
 
 
 def test_export_writes_the_model_folder_from_the_checkpoints(trained, tmp_path):

@@ -181,7 +181,16 @@ def cmd_train(args) -> int:
 
 
 def default_model_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "models" / "default"
+    """$FRAMECAST_MODEL if set, else the shipped model: models/default of a source checkout
+    (an editable install), or the copy a wheel installs under <prefix>/share/framecast."""
+    import os
+
+    if os.environ.get("FRAMECAST_MODEL"):
+        return Path(os.environ["FRAMECAST_MODEL"])
+    source = Path(__file__).resolve().parents[2] / "models" / "default"
+    if source.is_dir():
+        return source
+    return Path(sys.prefix) / "share" / "framecast" / "models" / "default"
 
 
 def read_prompts(path: Path) -> list[str]:

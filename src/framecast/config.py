@@ -113,9 +113,11 @@ class TrainConfig:
         return asdict(self)
 
 
-# Settings only the DiT stage and the model folder read: a run may change them until its DiT starts.
+# Settings only the model folder reads (sampling defaults): a resumed run may change them any time.
+MODEL_FOLDER_SETTINGS = ("sample_steps", "guidance")
+# Settings only the DiT stage reads: a run may change them until its DiT starts.
 DIT_SETTINGS = ("dit_steps", "dit_weights", "cond_prob", "batch_size", "lr", "grad_accum", "caption_dropout",
-                "prompt_prob", "sample_steps", "guidance")
+                "prompt_prob")
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
@@ -123,7 +125,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                         vae_batch_size=4, dit_steps=20, batch_size=8, warmup=5, ema_decay=0.9, log_every=5,
                         ckpt_every=10, sample_steps=4),
     "default": TrainConfig(buckets="64x64x17@12*3,112x64x17@12,64x112x17@12,64x64x49@12", world_clips=8192,
-                           vae_steps=3000, vae_crop=(9, 32, 32), vae_fg_weight=5.0, dit_steps=20000,
+                           vae_steps=4000, vae_crop=(9, 32, 32), vae_fg_weight=5.0, dit_steps=20000,
                            dit_weights=(1, 1, 1, 3)),  # the DiT sees mostly whole 4 s clips
     "large": TrainConfig(buckets="128x128x49@24*2,224x128x49@24,128x224x49@24", world_clips=65536,
                          shard_size=512, vae_steps=20000, vae_batch_size=16, vae_crop=(17, 128, 128), vae_fg_weight=5.0,

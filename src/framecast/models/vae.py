@@ -41,24 +41,26 @@ class CausalConv3d(nn.Module):
         return self.conv(x)
 
 
-class FrameNorm(nn.GroupNorm):
-    """GroupNorm within each frame, so no statistic crosses time."""
+class ChannelNorm(nn.Module):
+    """RMS norm over the channels of each position (as Wan's VAE): no statistic crosses time or
+    space, so a window of a frame is normalised as the whole frame is (the VAE trains on crops)
+    and a flat frame keeps its absolute colour, which a spatial GroupNorm would normalise away."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, t, h, w = x.shape
-        y = super().forward(x.transpose(1, 2).reshape(b * t, c, h, w))
-        return y.reshape(b, t, c, h, w).transpose(1, 2)
+    def __init__(self, c: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(c))
 
-
-def _groups(c: int) -> int:
-    return min(32, c // 4) if c >= 8 else 1
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W)
+        rms = x.float().pow(2).mean(1, keepdim=True).add(self.eps).rsqrt()
+        return (x.float() * rms).to(x.dtype) * self.weight.view(1, -1, 1, 1, 1)
 
 
 class ResBlock(nn.Module):
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.norm1, self.conv1 = FrameNorm(_groups(cin), cin), CausalConv3d(cin, cout)
-        self.norm2, self.conv2 = FrameNorm(_groups(cout), cout), CausalConv3d(cout, cout)
+        self.norm1, self.conv1 = ChannelNorm(cin), CausalConv3d(cin, cout)
+        self.norm2, self.conv2 = ChannelNorm(cout), CausalConv3d(cout, cout)
         self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
@@ -137,7 +139,7 @@ class Encoder(nn.Module):
                 layers.append(Downsample(c, cfg.temporal_down[i]))
         layers += [ResBlock(chans[-1], chans[-1])]
         self.layers = nn.ModuleList(layers)
-        self.norm_out = FrameNorm(_groups(chans[-1]), chans[-1])
+        self.norm_out = ChannelNorm(chans[-1])
         self.conv_out = CausalConv3d(chans[-1], 2 * cfg.latent_channels)
 
     def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
@@ -158,7 +160,7 @@ class Decoder(nn.Module):
             if i < len(chans) - 1:
                 layers.append(Upsample(c, ups[i]))
         self.layers = nn.ModuleList(layers)
-        self.norm_out = FrameNorm(_groups(chans[-1]), chans[-1])
+        self.norm_out = ChannelNorm(chans[-1])
         self.conv_out = CausalConv3d(chans[-1], cfg.in_channels)
 
     def forward(self, z: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:

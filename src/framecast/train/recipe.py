@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import DIT_SETTINGS, TRAIN_PRESETS, DiTConfig, TrainConfig, VAEConfig, preset
+from ..config import DIT_SETTINGS, MODEL_FOLDER_SETTINGS, TRAIN_PRESETS, DiTConfig, TrainConfig, VAEConfig, preset
 from ..data.shards import INDEX_NAME
 from ..models.dit import DiT
 from ..models.text import TextEncoder
@@ -50,7 +50,7 @@ def _check_settings(out: Path, settings: dict, resume: bool) -> None:
         raise ValueError(f"{out} holds a training run; pass --resume to continue it, or choose a new --out")
     if path.exists() and resume:
         old = json.loads(path.read_text())
-        free = DIT_SETTINGS if not (out / "dit.ckpt").exists() else ()
+        free = MODEL_FOLDER_SETTINGS + (DIT_SETTINGS if not (out / "dit.ckpt").exists() else ())
         diff = [k for k in settings if old.get(k) != settings[k] and k not in free]
         if diff:
             raise ValueError(f"{out} was trained with other settings ({', '.join(diff)}); "
