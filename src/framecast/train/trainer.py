@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -50,6 +51,17 @@ def lr_lambda(warmup: int, steps: int) -> Callable[[int], float]:
         progress = (step - warmup) / max(1, steps - warmup)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
     return f
+
+
+def bf16_autocast(device: torch.device) -> bool:
+    """Whether to train under bf16 autocast: on CUDA, and on CPUs with native bf16 (AVX512-BF16,
+    AMX), where matmuls and convolutions run about 1.5-3x faster than fp32 (weights, optimiser
+    and norms stay fp32). FRAMECAST_BF16=0 turns it off."""
+    if os.environ.get("FRAMECAST_BF16", "1") == "0":
+        return False
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def rng_state() -> dict:
@@ -134,7 +146,7 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         logs: dict[str, float] = {}
         items = 0
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16_autocast(self.device))
         for _ in range(self.cfg.grad_accum):
             batch = self.data.next()
             with autocast:
