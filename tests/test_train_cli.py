@@ -33,7 +33,7 @@ def test_train_writes_a_model_folder_logs_and_checkpoints(trained):
     log = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
     dit = [r for r in log if r["stage"] == "dit"]
     assert dit[-1]["step"] == 6 and all(np.isfinite(r["loss"]) for r in log)
-    assert {r["stage"] for r in log} == {"vae", "dit"}
+    assert {r["stage"] for r in log} == {"vae", "dit", "decoder"}
     assert (trained / "vae.ckpt").is_file() and (trained / "dit.ckpt").is_file()
 
 
@@ -98,3 +98,18 @@ def test_export_writes_the_model_folder_from_the_checkpoints(trained, tmp_path):
     empty = tmp_path / "empty"
     res = run("train", "--preset", "tiny", "--out", empty, "--stage", "export")
     assert res.returncode == 2 and "no checkpoint" in res.stderr
+
+
+def test_the_decoder_is_fine_tuned_on_the_frozen_encoder(trained):
+    import torch
+    from safetensors.torch import load_file
+    log = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["stage"] == "decoder"][-1] == 4
+    shipped = load_file(trained / "model" / "model.safetensors")
+    vae = torch.load(trained / "vae.ckpt", weights_only=False)["ema"]
+    enc = [k for k in vae if k.startswith("encoder.")]
+    dec = [k for k in vae if k.startswith("decoder.") and k.endswith("weight")]
+    # the DiT's latents come from the VAE stage's encoder, untouched; the decoder moved on
+    assert all(torch.equal(shipped[f"vae.{k}"].float(), vae[k].half().float()) for k in enc)
+    assert any(not torch.equal(shipped[f"vae.{k}"].float(), vae[k].half().float()) for k in dec)
+    assert "decoder_eval" in json.loads((trained / "model" / "recipe.json").read_text())

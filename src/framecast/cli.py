@@ -87,9 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the run in OUT from its checkpoints")
     p.add_argument("--data", type=Path, default=None, help="shard folder(s) to train on (default: render world clips)")
-    p.add_argument("--stage", choices=["all", "vae", "export"], default="all",
-                   help="all (VAE, then DiT, then the model folder), the video VAE alone, or export: write "
-                        "OUT/model from the checkpoints as they are (a run may still be training)")
+    p.add_argument("--stage", choices=["all", "vae", "decoder", "export"], default="all",
+                   help="all (VAE, DiT, decoder fine-tuning, then the model folder); vae: the video VAE alone; "
+                        "decoder: fine-tune the VAE decoder on the frozen encoder (may run beside the DiT "
+                        "stage); export: write OUT/model from the checkpoints as they are")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help="text to video")
@@ -176,7 +177,8 @@ def cmd_train(args) -> int:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     folder = train(args.preset, args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                    resume=args.resume, data=args.data, stage=args.stage)
-    print(f"VAE trained in {folder}" if args.stage == "vae" else f"model written to {folder}")
+    print(f"{args.stage.upper() if args.stage == 'vae' else args.stage} trained in {folder}"
+          if args.stage in ("vae", "decoder") else f"model written to {folder}")
     return 0
 
 

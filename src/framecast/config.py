@@ -94,6 +94,8 @@ class TrainConfig:
     kl_weight: float = 1e-6
     vae_crop: tuple[int, int, int] | None = None  # (frames 1+4k, height, width) windows the VAE trains on
     vae_fg_weight: float = 0.0  # extra weight of foreground pixels in the VAE's reconstruction loss
+    decoder_steps: int = 0  # fine-tuning of the VAE decoder alone on the frozen encoder's latents (0: none)
+    decoder_lr: float = 2e-4
     dit_steps: int = 10000
     dit_weights: tuple[float, ...] | None = None  # the buckets' weights in the DiT stage (default: as in `buckets`)
     cond_prob: float = 0.2  # share of DiT samples given some frames clean (image-to-video, extension, loops)
@@ -115,17 +117,20 @@ class TrainConfig:
 
 # Settings only the model folder reads (sampling defaults): a resumed run may change them any time.
 MODEL_FOLDER_SETTINGS = ("sample_steps", "guidance")
+# Settings only the decoder fine-tuning reads: a run may change them until that stage starts.
+DECODER_SETTINGS = ("decoder_steps", "decoder_lr")
 # Settings only the DiT stage reads: a run may change them until its DiT starts.
 DIT_SETTINGS = ("dit_steps", "dit_weights", "cond_prob", "batch_size", "lr", "grad_accum", "caption_dropout",
                 "prompt_prob")
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
-    "tiny": TrainConfig(buckets="32x32x9@8,48x32x5@8", world_clips=32, shard_size=16, vae_steps=20,
+    "tiny": TrainConfig(buckets="32x32x9@8,48x32x5@8", world_clips=32, shard_size=16, vae_steps=20, decoder_steps=4,
                         vae_batch_size=4, dit_steps=20, batch_size=8, warmup=5, ema_decay=0.9, log_every=5,
                         ckpt_every=10, sample_steps=4),
     "default": TrainConfig(buckets="64x64x17@12*3,112x64x17@12,64x112x17@12,64x64x49@12", world_clips=8192,
-                           vae_steps=4000, vae_crop=(9, 32, 32), vae_fg_weight=5.0, dit_steps=20000,
+                           vae_steps=4000, vae_crop=(9, 32, 32), vae_fg_weight=5.0, decoder_steps=6000,
+                           dit_steps=20000,
                            dit_weights=(1, 1, 1, 3)),  # the DiT sees mostly whole 4 s clips
     "large": TrainConfig(buckets="128x128x49@24*2,224x128x49@24,128x224x49@24", world_clips=65536,
                          shard_size=512, vae_steps=20000, vae_batch_size=16, vae_crop=(17, 128, 128), vae_fg_weight=5.0,

@@ -45,9 +45,13 @@ def random_crop(video: torch.Tensor, crop: tuple[int, int, int], generator: torc
 
 
 def vae_loss_fn(kl_weight: float, device: torch.device, crop: tuple[int, int, int] | None = None,
-                fg_weight: float = 0.0):
+                fg_weight: float = 0.0, decoder_only: bool = False):
     """L1 + MSE reconstruction (foreground pixels weighted 1 + fg_weight: small objects are a
-    sliver of each frame, and a VAE that blurs them away still scores well on the mean) + KL."""
+    sliver of each frame, and a VAE that blurs them away still scores well on the mean) + KL.
+
+    decoder_only: the encoder is frozen and its posterior mean decoded (what the DiT models),
+    for fine-tuning the decoder after the latents are fixed.
+    """
 
     def loss_fn(vae, batch, generator):
         video = batch["video"]  # (B, 3, T, H, W) in [-1, 1]
@@ -56,13 +60,17 @@ def vae_loss_fn(kl_weight: float, device: torch.device, crop: tuple[int, int, in
         video = video.to(device)
         weight = 1.0 + fg_weight * foreground(video).float()
         weight = weight / weight.mean()
-        post = vae.encode(video)
-        recon = vae.decode(post.sample(generator))
+        if decoder_only:
+            with torch.no_grad():
+                z, kl = vae.encode(video).mean, torch.zeros(())
+        else:
+            post = vae.encode(video)
+            z, kl = post.sample(generator), post.kl()
+        recon = vae.decode(z)
         err = recon.float() - video.float()
         l1 = (err.abs() * weight).mean()
         sq = err.pow(2)
         mse = sq.mean()
-        kl = post.kl()
         loss = l1 + (sq * weight).mean() + kl_weight * kl
         psnr = 10 * torch.log10(4.0 / mse.detach().clamp_min(1e-10))  # signal range 2 -> peak^2 = 4
         return loss, {"l1": l1.item(), "kl": kl.item(), "psnr": psnr.item(), "items": video.shape[0]}

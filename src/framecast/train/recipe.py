@@ -13,6 +13,7 @@ Every stage resumes from what the last run left in the output folder, so `framec
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import asdict, replace
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import DIT_SETTINGS, MODEL_FOLDER_SETTINGS, TRAIN_PRESETS, DiTConfig, TrainConfig, VAEConfig, preset
+from ..config import DECODER_SETTINGS, DIT_SETTINGS, MODEL_FOLDER_SETTINGS, TRAIN_PRESETS, DiTConfig, TrainConfig, VAEConfig, preset
 from ..data.shards import INDEX_NAME
 from ..models.dit import DiT
 from ..models.text import TextEncoder
@@ -34,7 +35,7 @@ from .losses import dit_loss_fn, vae_loss_fn
 from .trainer import LoopConfig, Trainer
 
 
-STAGES = ("all", "vae", "export")
+STAGES = ("all", "vae", "decoder", "export")
 
 
 def pick_device() -> torch.device:
@@ -50,7 +51,8 @@ def _check_settings(out: Path, settings: dict, resume: bool) -> None:
         raise ValueError(f"{out} holds a training run; pass --resume to continue it, or choose a new --out")
     if path.exists() and resume:
         old = json.loads(path.read_text())
-        free = MODEL_FOLDER_SETTINGS + (DIT_SETTINGS if not (out / "dit.ckpt").exists() else ())
+        free = MODEL_FOLDER_SETTINGS + (DIT_SETTINGS if not (out / "dit.ckpt").exists() else ()) + (
+            DECODER_SETTINGS if not (out / "decoder.ckpt").exists() else ())
         diff = [k for k in settings if old.get(k) != settings[k] and k not in free]
         if diff:
             raise ValueError(f"{out} was trained with other settings ({', '.join(diff)}); "
@@ -133,6 +135,30 @@ def train_vae(cfg: VAEConfig, tc: TrainConfig, roots: list[Path], weights: list[
     return vae
 
 
+def train_decoder(vae: VideoVAE, tc: TrainConfig, roots: list[Path], weights: list[float], out: Path, seed: int,
+                  device: torch.device, progress: bool) -> VideoVAE:
+    """Fine-tune the VAE decoder alone, the encoder frozen (as Stable Diffusion's ft-MSE decoder):
+    sharper frames from the very latents the DiT models, so it can run beside or after the DiT
+    stage without invalidating it. Returns the VAE with the decoder's EMA weights."""
+    model = copy.deepcopy(vae).train()
+    model.decoder.requires_grad_(True)
+    model.encoder.requires_grad_(False)
+    stream = MixedStream([ShardStream(r, tc.vae_batch_size, seed + 1) for r in roots], weights, seed + 1)
+    loop = LoopConfig(steps=tc.decoder_steps, lr=tc.decoder_lr, warmup=tc.warmup, ema_decay=tc.ema_decay,
+                      log_every=tc.log_every, ckpt_every=tc.ckpt_every, seed=seed + 1)
+    loss = vae_loss_fn(0.0, device, tc.vae_crop, tc.vae_fg_weight, decoder_only=True)
+    trainer = Trainer("decoder", model, loss, stream, loop, out, device, progress)
+    trainer.resume()
+    trainer.run()
+    tuned = trainer.ema.eval()
+    bucket = parse_buckets(tc.buckets)[0]
+    report = {"psnr_db": round(vae_psnr(tuned, bucket), 2), "clips": 16, "bucket": str(bucket), "steps": trainer.step}
+    (out / "decoder_eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    if progress:
+        print(f"fine-tuned decoder's reconstruction PSNR on held-out world clips ({bucket}): {report['psnr_db']} dB")
+    return tuned
+
+
 def train_dit(cfg: DiTConfig, tc: TrainConfig, vae: VideoVAE, text: TextEncoder, roots: list[Path],
               weights: list[float], out: Path, seed: int, device: torch.device, progress: bool):
     """Stages 2 and 3: cache latents and text embeddings (the DiT never runs the encoders), then
@@ -190,14 +216,23 @@ def train(preset_name: str, out: str | Path, steps: int | None = None, batch_siz
     text = TextEncoder()
     if stage == "export":
         vae, _ = load_ema(VideoVAE(model_cfg.vae), out / "vae.ckpt", device)
+        if (out / "decoder.ckpt").is_file():
+            vae, _ = load_ema(vae, out / "decoder.ckpt", device)
         dit, dit_step = load_ema(DiT(model_cfg.dit), out / "dit.ckpt", device)
         mean, std = latent_stats(out / "latents" / roots[0].name)
     else:
         vae = train_vae(model_cfg.vae, tc, roots, weights, out, seed, device, progress)
         if stage == "vae":
             return out
+        if stage == "decoder":
+            if tc.decoder_steps < 1:
+                raise ValueError(f"the {preset_name} recipe has no decoder fine-tuning (decoder_steps is 0)")
+            train_decoder(vae, tc, roots, weights, out, seed, device, progress)
+            return out
         dit, mean, std = train_dit(model_cfg.dit, tc, vae, text, roots, weights, out, seed, device, progress)
         dit_step = tc.dit_steps
+        if tc.decoder_steps > 0:  # after the DiT, which never reads the decoder
+            vae = train_decoder(vae, tc, roots, weights, out, seed, device, progress)
 
     # The model folder: EMA weights of both, and what generation needs to know.
     fps, width, height = video_format(roots[0])
@@ -210,5 +245,7 @@ def train(preset_name: str, out: str | Path, steps: int | None = None, batch_siz
     model.save(folder)
     recipe = {"preset": preset_name, "seed": seed, "dit_step": dit_step, "train": asdict(tc),
               "vae_eval": json.loads((out / "vae_eval.json").read_text())}
+    if (out / "decoder_eval.json").is_file():
+        recipe["decoder_eval"] = json.loads((out / "decoder_eval.json").read_text())
     (folder / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     return folder
