@@ -117,22 +117,31 @@ def settings_for(preset_name: str, steps: int | None, batch_size: int | None) ->
     return tc
 
 
-def train_vae(cfg: VAEConfig, tc: TrainConfig, roots: list[Path], weights: list[float], out: Path, seed: int,
-              device: torch.device, progress: bool) -> VideoVAE:
-    """Stage 1: the video VAE on frames; returns its EMA weights, evaluated on held-out clips."""
+def _train_autoencoder(name: str, model: VideoVAE, loss, steps: int, lr: float, tc: TrainConfig, roots: list[Path],
+                       weights: list[float], out: Path, seed: int, device: torch.device, progress: bool) -> VideoVAE:
+    """Train a VAE stage over the frame shards, then score its EMA weights on held-out clips
+    (OUT/<name>_eval.json); returns the EMA weights."""
     stream = MixedStream([ShardStream(r, tc.vae_batch_size, seed) for r in roots], weights, seed)
-    loop = LoopConfig(steps=tc.vae_steps, lr=tc.vae_lr, warmup=tc.warmup, ema_decay=tc.ema_decay,
-                      log_every=tc.log_every, ckpt_every=tc.ckpt_every, seed=seed)
-    trainer = Trainer("vae", VideoVAE(cfg), vae_loss_fn(tc.kl_weight, device, tc.vae_crop, tc.vae_fg_weight), stream, loop, out, device, progress)
+    loop = LoopConfig(steps=steps, lr=lr, warmup=tc.warmup, ema_decay=tc.ema_decay, log_every=tc.log_every,
+                      ckpt_every=tc.ckpt_every, seed=seed)
+    trainer = Trainer(name, model, loss, stream, loop, out, device, progress)
     trainer.resume()
     trainer.run()
     vae = trainer.ema.eval()
     bucket = parse_buckets(tc.buckets)[0]
     report = {"psnr_db": round(vae_psnr(vae, bucket), 2), "clips": 16, "bucket": str(bucket), "steps": trainer.step}
-    (out / "vae_eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{name}_eval.json").write_text(json.dumps(report, indent=2) + "\n")
     if progress:
-        print(f"VAE reconstruction PSNR on held-out world clips ({bucket}): {report['psnr_db']} dB")
+        print(f"{name}: reconstruction PSNR on held-out world clips ({bucket}): {report['psnr_db']} dB")
     return vae
+
+
+def train_vae(cfg: VAEConfig, tc: TrainConfig, roots: list[Path], weights: list[float], out: Path, seed: int,
+              device: torch.device, progress: bool) -> VideoVAE:
+    """Stage 1: the video VAE on frames; returns its EMA weights, evaluated on held-out clips."""
+    loss = vae_loss_fn(tc.kl_weight, device, tc.vae_crop, tc.vae_fg_weight)
+    return _train_autoencoder("vae", VideoVAE(cfg), loss, tc.vae_steps, tc.vae_lr, tc, roots, weights, out, seed,
+                              device, progress)
 
 
 def train_decoder(vae: VideoVAE, tc: TrainConfig, roots: list[Path], weights: list[float], out: Path, seed: int,
@@ -143,20 +152,9 @@ def train_decoder(vae: VideoVAE, tc: TrainConfig, roots: list[Path], weights: li
     model = copy.deepcopy(vae).train()
     model.decoder.requires_grad_(True)
     model.encoder.requires_grad_(False)
-    stream = MixedStream([ShardStream(r, tc.vae_batch_size, seed + 1) for r in roots], weights, seed + 1)
-    loop = LoopConfig(steps=tc.decoder_steps, lr=tc.decoder_lr, warmup=tc.warmup, ema_decay=tc.ema_decay,
-                      log_every=tc.log_every, ckpt_every=tc.ckpt_every, seed=seed + 1)
     loss = vae_loss_fn(0.0, device, tc.vae_crop, tc.vae_fg_weight, decoder_only=True)
-    trainer = Trainer("decoder", model, loss, stream, loop, out, device, progress)
-    trainer.resume()
-    trainer.run()
-    tuned = trainer.ema.eval()
-    bucket = parse_buckets(tc.buckets)[0]
-    report = {"psnr_db": round(vae_psnr(tuned, bucket), 2), "clips": 16, "bucket": str(bucket), "steps": trainer.step}
-    (out / "decoder_eval.json").write_text(json.dumps(report, indent=2) + "\n")
-    if progress:
-        print(f"fine-tuned decoder's reconstruction PSNR on held-out world clips ({bucket}): {report['psnr_db']} dB")
-    return tuned
+    return _train_autoencoder("decoder", model, loss, tc.decoder_steps, tc.decoder_lr, tc, roots, weights, out,
+                              seed + 1, device, progress)
 
 
 def train_dit(cfg: DiTConfig, tc: TrainConfig, vae: VideoVAE, text: TextEncoder, roots: list[Path],
