@@ -96,6 +96,7 @@ class TrainConfig:
     vae_fg_weight: float = 0.0  # extra weight of foreground pixels in the VAE's reconstruction loss
     decoder_steps: int = 0  # fine-tuning of the VAE decoder alone on the frozen encoder's latents (0: none)
     decoder_lr: float = 2e-4
+    decoder_crop: tuple[int, int, int] | None = None  # windows the decoder fine-tunes on (uniformly drawn)
     dit_steps: int = 10000
     dit_weights: tuple[float, ...] | None = None  # the buckets' weights in the DiT stage (default: as in `buckets`)
     cond_prob: float = 0.2  # share of DiT samples given some frames clean (image-to-video, extension, loops)
@@ -118,7 +119,7 @@ class TrainConfig:
 # Settings only the model folder reads (sampling defaults): a resumed run may change them any time.
 MODEL_FOLDER_SETTINGS = ("sample_steps", "guidance")
 # Settings only the decoder fine-tuning reads: a run may change them until that stage starts.
-DECODER_SETTINGS = ("decoder_steps", "decoder_lr")
+DECODER_SETTINGS = ("decoder_steps", "decoder_lr", "decoder_crop")
 # Settings only the DiT stage reads: a run may change them until its DiT starts.
 DIT_SETTINGS = ("dit_steps", "dit_weights", "cond_prob", "batch_size", "lr", "grad_accum", "caption_dropout",
                 "prompt_prob")
@@ -130,6 +131,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                         ckpt_every=10, sample_steps=4),
     "default": TrainConfig(buckets="64x64x17@12*3,112x64x17@12,64x112x17@12,64x64x49@12", world_clips=8192,
                            vae_steps=4000, vae_crop=(9, 32, 32), vae_fg_weight=5.0, decoder_steps=6000,
+                           decoder_crop=(9, 48, 48),  # wider, uniform windows: whole flat backgrounds too
                            dit_steps=20000,
                            dit_weights=(1, 1, 1, 3)),  # the DiT sees mostly whole 4 s clips
     "large": TrainConfig(buckets="128x128x49@24*2,224x128x49@24,128x224x49@24", world_clips=65536,

@@ -45,18 +45,19 @@ def random_crop(video: torch.Tensor, crop: tuple[int, int, int], generator: torc
 
 
 def vae_loss_fn(kl_weight: float, device: torch.device, crop: tuple[int, int, int] | None = None,
-                fg_weight: float = 0.0, decoder_only: bool = False):
+                fg_weight: float = 0.0, decoder_only: bool = False, crop_tries: int = 4):
     """L1 + MSE reconstruction (foreground pixels weighted 1 + fg_weight: small objects are a
     sliver of each frame, and a VAE that blurs them away still scores well on the mean) + KL.
 
     decoder_only: the encoder is frozen and its posterior mean decoded (what the DiT models),
-    for fine-tuning the decoder after the latents are fixed.
+    for fine-tuning the decoder after the latents are fixed. crop_tries: windows drawn per clip,
+    the one with the most foreground kept (1: uniform windows, backgrounds as often as they are).
     """
 
     def loss_fn(vae, batch, generator):
         video = batch["video"]  # (B, 3, T, H, W) in [-1, 1]
         if crop is not None:
-            video = random_crop(video, crop, generator)
+            video = random_crop(video, crop, generator, crop_tries)
         video = video.to(device)
         weight = 1.0 + fg_weight * foreground(video).float()
         weight = weight / weight.mean()
