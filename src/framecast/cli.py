@@ -1,7 +1,8 @@
 """The `framecast` command: parses arguments, fills options, calls the library.
 
-Exit codes: 0 success, 1 failed work (e.g. a clip that fails evaluation with --strict),
-2 bad input.
+Exit codes: 0 success, 1 failed work (e.g. a clip that fails evaluation with --strict, or a
+video without framecast provenance for `verify`), 2 bad input, 3 a prompt the content policy
+refuses.
 """
 
 from __future__ import annotations
@@ -104,7 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classifier-free guidance scale (default: the model's; 1 turns it off)")
     p.add_argument("--negative-prompt", default="", help="what the video should not show")
     p.add_argument("--sampler", choices=["euler", "heun"], default=None, help="ODE solver (default: the model's)")
+    p.add_argument("--include-prompt", action="store_true",
+                   help="record the prompt in the video's C2PA content credentials (off by default)")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("verify", help="check a video for framecast's content credentials and watermark")
+    p.add_argument("file", type=Path, help="a video file")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("eval", help="score clips against their prompts by the world's rules")
     p.add_argument("dir", type=Path, help="folder of NAME.mp4 + NAME.json (prompt and/or scene)")
@@ -171,6 +179,13 @@ def cmd_generate(args) -> int:
 
     if not args.prompt.strip():
         raise UsageError("the prompt is empty")
+    from .safety import PolicyViolation, enforce
+
+    try:
+        enforce(args.prompt, "framecast generate")  # before any model loads
+    except PolicyViolation as e:
+        print(f"framecast: {e}", file=sys.stderr)
+        return 3
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
     if args.guidance is not None and not math.isfinite(args.guidance):
@@ -189,7 +204,7 @@ def cmd_generate(args) -> int:
     from tqdm import tqdm
 
     from .pipeline import Framecast, SampleOptions, generate
-    from .video.io import write_mp4
+    from .provenance import Generation, write_marked_mp4
 
     model = Framecast.load(model_dir)
     w, h = args.size or (None, None)
@@ -206,8 +221,13 @@ def cmd_generate(args) -> int:
         frames, fps, notes = generate(model, args.prompt, opts, progress)
     for note in [*notes, *(str(c.message) for c in caught if issubclass(c.category, UserWarning))]:
         print(f"framecast: note: {note}", file=sys.stderr)
-    write_mp4(args.out, frames.numpy(), fps)
-    print(f"wrote {args.out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps)")
+    settings = {"seed": args.seed, "seconds": args.seconds, "fps": fps, "size": f"{frames.shape[2]}x{frames.shape[1]}",
+                "steps": opts.steps or model.meta.steps, "guidance": model.meta.guidance if opts.guidance is None
+                else opts.guidance, "sampler": opts.sampler or model.meta.sampler}
+    gen = Generation(model_dir.resolve().name, settings=settings, prompt=args.prompt if args.include_prompt else None)
+    marks = write_marked_mp4(args.out, frames.numpy(), fps, gen)
+    print(f"wrote {args.out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps; "
+          f"watermark {marks['watermark_id']}, C2PA signed)")
     return 0
 
 
@@ -219,6 +239,16 @@ def cmd_eval(args) -> int:
     report = evaluate_dir(args.dir)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 1 if args.strict and any(c["failed"] for c in report["clips"]) else 0
+
+
+def cmd_verify(args) -> int:
+    if not args.file.exists():
+        raise UsageError(f"no such file: {args.file}")  # before the heavy imports: bad input fails at once
+    from .provenance import format_report, verify_file
+
+    report = verify_file(args.file)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0 if report["framecast"] else 1
 
 
 def main(argv: list[str] | None = None) -> int:
