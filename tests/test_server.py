@@ -389,3 +389,10 @@ def test_a_prompt_expansion_cannot_make_is_refused_at_once_unless_expand_is_off(
     video = client.videos.create_and_poll(prompt="a cat plays the piano", seconds="1", poll_interval_ms=100,
                                           extra_body={"expand": False, "steps": 2})
     assert video.status == "completed", video.error
+
+
+def test_a_prompt_the_policy_refuses_is_a_400_content_policy_violation(client):
+    with pytest.raises(openai.BadRequestError) as err:
+        client.videos.create(prompt="a gory beheading of a man", seconds="1")
+    assert err.value.status_code == 400 and err.value.code == "content_policy_violation"
+    assert not [v for v in client.videos.list() if "beheading" in v.prompt]  # nothing was queued

@@ -1,7 +1,8 @@
 """The `framecast` command: parses arguments, fills options, calls the library.
 
-Exit codes: 0 success, 1 failed work (e.g. a clip that fails evaluation with --strict),
-2 bad input.
+Exit codes: 0 success, 1 failed work (e.g. a clip that fails evaluation with --strict, or a
+video without framecast provenance for `verify`), 2 bad input, 3 a prompt the content policy
+refuses.
 """
 
 from __future__ import annotations
@@ -112,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=["euler", "heun"], default=None, help="ODE solver (default: the model's)")
     p.add_argument("--no-expand", dest="expand", action="store_false",
                    help="pass the prompt to the model as written, instead of expanding it into a detailed caption")
+    p.add_argument("--include-prompt", action="store_true",
+                   help="record the prompt in the video's C2PA content credentials (off by default)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("serve", help="HTTP service: OpenAI's Videos API, a job queue and a web studio")
@@ -125,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: the comma-separated keys in $FRAMECAST_API_KEY, else none")
     p.add_argument("--device", default="auto", help="where workers run the model: auto, cpu, cuda (default auto)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("verify", help="check a video for framecast's content credentials and watermark")
+    p.add_argument("file", type=Path, help="a video file")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("eval", help="score clips against their prompts by the world's rules")
     p.add_argument("dir", type=Path, help="folder of NAME.mp4 + NAME.json (prompt and/or scene)")
@@ -238,16 +246,29 @@ def cmd_generate(args) -> int:
         raise UsageError(f"--guidance must be a finite number, got {args.guidance}")
     if not -2**63 <= args.seed < 2**64:
         raise UsageError(f"--seed must fit in 64 bits, got {args.seed}")
+    jobs = _generate_jobs(args)
+    from .safety import PolicyViolation, enforce
+
+    allowed = []
+    for prompt, out, seed in jobs:  # before any model loads
+        try:
+            enforce(prompt, "framecast generate")
+        except PolicyViolation as e:
+            if args.prompts_file is None:
+                print(f"framecast: {e}", file=sys.stderr)
+                return 3
+            print(f"framecast: skipped {out.name}: {e}", file=sys.stderr)
+            continue
+        allowed.append((prompt, out, seed))
     model_dir = args.model or default_model_dir()
     if not model_dir.is_dir():
         hint = "" if args.model else "; train one or pass --model DIR"
         raise UsageError(f"no model folder at {model_dir}{hint}")
-    jobs = _generate_jobs(args)
     # heavy imports after the cheap checks: bad input fails at once
     from tqdm import tqdm
 
     from .pipeline import Framecast, SampleOptions, expanded_caption, generate
-    from .video.io import write_mp4
+    from .provenance import Generation, write_marked_mp4
 
     model = Framecast.load(model_dir)
     w, h = args.size or (None, None)
@@ -255,7 +276,7 @@ def cmd_generate(args) -> int:
                          guidance=args.guidance, negative_prompt=args.negative_prompt, sampler=args.sampler,
                          expand=args.expand)
     batch = args.prompts_file is not None
-    for prompt, out, seed in jobs:
+    for prompt, out, seed in allowed:
         opts = dataclasses.replace(base, seed=seed)
         start = time.perf_counter()
         with (tqdm(desc=out.name if batch else "sampling", unit="step", total=opts.steps or model.meta.steps) as bar,
@@ -275,14 +296,18 @@ def cmd_generate(args) -> int:
                 continue
         for note in [*notes, *(str(c.message) for c in caught if issubclass(c.category, UserWarning))]:
             print(f"framecast: note: {note}", file=sys.stderr)
-        write_mp4(out, frames.numpy(), fps)
+        settings = {"seed": seed, "seconds": args.seconds, "fps": fps, "size": f"{frames.shape[2]}x{frames.shape[1]}",
+                    "steps": opts.steps or model.meta.steps, "sampler": opts.sampler or model.meta.sampler,
+                    "guidance": model.meta.guidance if opts.guidance is None else opts.guidance}
+        gen = Generation(model_dir.resolve().name, settings=settings, prompt=prompt if args.include_prompt else None)
+        marks = write_marked_mp4(out, frames.numpy(), fps, gen)
         seconds = time.perf_counter() - start
         if batch:  # beside each clip what `framecast eval` needs to score it
             meta = {"prompt": prompt, "caption": expanded_caption(notes), "seed": seed, "fps": fps, "model": str(model_dir),
                     "seconds_to_generate": round(seconds, 3)}
             out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-        print(f"wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps) "
-              f"in {seconds:.1f} s")
+        print(f"wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps; "
+              f"watermark {marks['watermark_id']}, C2PA signed) in {seconds:.1f} s")
     return 0
 
 
@@ -317,6 +342,16 @@ def cmd_eval(args) -> int:
     report = evaluate_dir(args.dir)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 1 if args.strict and any(c["failed"] for c in report["clips"]) else 0
+
+
+def cmd_verify(args) -> int:
+    if not args.file.exists():
+        raise UsageError(f"no such file: {args.file}")  # before the heavy imports: bad input fails at once
+    from .provenance import format_report, verify_file
+
+    report = verify_file(args.file)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0 if report["framecast"] else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -247,7 +247,8 @@ def create_app(service: Service) -> FastAPI:
         spec = create_spec({"prompt": prompt_of(fields), "size": source.size, "seconds": source.seconds,
                             "seed": source.options["seed"], "steps": source.options.get("steps"),
                             "guidance": source.options.get("guidance"),
-                            "negative_prompt": source.options.get("negative_prompt")}, info, settings)
+                            "negative_prompt": source.options.get("negative_prompt"),
+                            "expand": source.options.get("expand", True)}, info, settings)
         return video_object(add(spec, who, remixed_from=source.id))
 
     async def unsupported(request: Request, what: str):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import pipeline
+from ..safety import PolicyViolation, enforce
 from ..pipeline import frame_count, snap_size
 from .settings import ModelInfo, ServerSettings
 
@@ -155,6 +156,10 @@ def create_spec(fields: dict[str, Any], info: ModelInfo, settings: ServerSetting
     if unknown:
         raise bad(f"unknown parameter {unknown[0]!r}", unknown[0], "unknown_parameter")
     prompt = prompt_of(fields)
+    try:
+        enforce(prompt, "server")
+    except PolicyViolation as e:
+        raise bad(str(e), "prompt", "content_policy_violation") from None
     check_reference(fields.get("input_reference"), settings)
     model = resolve_model(fields.get("model"), info)
     w, h = resolve_size(fields.get("size"), info)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..pipeline import Framecast, SampleOptions, generate
-from ..video.io import read_mp4, write_mp4
+from ..provenance import Generation, write_marked_mp4
+from ..video.io import read_mp4
 from .store import Job, Store
 
 log = logging.getLogger("framecast.worker")
@@ -76,8 +77,9 @@ def render(model: Framecast, job: Job, videos_dir: Path, progress) -> None:
     """Generate a job's video and write its files. The mp4 is written here and nowhere else."""
     frames, fps, _ = generate(model, job.prompt, SampleOptions(**job.options), progress)
     paths = output_paths(videos_dir, job.id)
-    # the service's only mp4 write: provenance marking (watermark, sign) replaces this one call
-    write_mp4(paths["video"], frames.numpy(), fps)
+    settings = {k: job.options.get(k) for k in ("seed", "steps", "guidance", "seconds")} | {"size": job.size, "fps": fps}
+    gen = Generation(job.model, settings=settings)  # the prompt stays out of the credentials
+    write_marked_mp4(paths["video"], frames.numpy(), fps, gen)  # the service's only mp4 write: watermarked, signed
     write_previews(paths["video"], paths)
 
 
