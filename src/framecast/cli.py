@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -79,6 +80,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=_positive(float), default=DEFAULT_SECONDS)
     p.set_defaults(func=cmd_world_expand)
 
+    data = sub.add_parser("data", help="prepare training data").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("index", help="a folder of videos with captions -> training shards (for train --data)")
+    p.add_argument("src", type=Path, help="folder of videos (mp4, mov, webm, mkv), searched recursively")
+    p.add_argument("--out", type=Path, required=True, help="new shard folder")
+    p.add_argument("--captions", type=Path, default=None,
+                   help="CSV or JSONL of path,caption (default: SRC/captions.csv or .jsonl, else NAME.txt beside each video)")
+    p.add_argument("--sizes", default="64x64,112x64,64x112", metavar="WxH,...",
+                   help="frame size buckets; each clip takes the nearest aspect ratio (default 64x64,112x64,64x112)")
+    p.add_argument("--frames", default="17,49", metavar="N,...",
+                   help="clip length buckets in frames, 1+4k for the video VAE (default 17,49)")
+    p.add_argument("--fps", type=_positive(float), default=DEFAULT_FPS, help="frame rate of the clips (default 12)")
+    p.add_argument("--cut-threshold", type=_positive(float), default=30.0,
+                   help="mean absolute frame difference (0-255) that marks a scene cut (default 30)")
+    p.add_argument("--min-motion", type=float, default=0.5,
+                   help="clips whose frames change less than this on average (0-255) are dropped as static (default 0.5)")
+    p.add_argument("--shard-size", type=int, default=64, help="clips per shard")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    p.set_defaults(func=cmd_data_index)
+
     p = sub.add_parser("train", help="train a model (world data, VAE, DiT) with a preset's recipe")
     p.add_argument("--preset", default="default", help="tiny, default or large (default: default)")
     p.add_argument("--out", type=Path, required=True, help="run folder; the model lands in OUT/model")
@@ -90,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=["all", "vae", "export"], default="all",
                    help="all (VAE, then DiT, then the model folder), the video VAE alone, or export: write "
                         "OUT/model from the checkpoints as they are (a run may still be training)")
+    p.add_argument("--fsdp", action="store_true",
+                   help="under torchrun: shard parameters, gradients and optimiser state over the processes "
+                        "(FSDP2) instead of replicating the model in each (DDP)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help="text to video")
@@ -165,6 +188,31 @@ def cmd_world_expand(args) -> int:
     return 0
 
 
+def cmd_data_index(args) -> int:
+    from .data.videos import IndexConfig, index_videos
+
+    try:
+        sizes = tuple(parse_size(s) for s in args.sizes.split(","))
+        frames = tuple(int(f) for f in args.frames.split(","))
+    except (argparse.ArgumentTypeError, ValueError) as e:
+        raise UsageError(f"bad --sizes or --frames: {e}") from None
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    cfg = IndexConfig(sizes=sizes, frames=frames, fps=args.fps, cut_threshold=args.cut_threshold,
+                      min_motion=args.min_motion, shard_size=args.shard_size)
+    report = index_videos(args.src, args.out, cfg, captions=args.captions, workers=args.workers,
+                          log=lambda m: print(f"framecast: {m}", file=sys.stderr))
+    dropped = report["dropped"]
+    print(f"indexed {report['indexed']} of {report['videos']} videos: {report['scenes']} scenes -> {report['clips']} clips "
+          f"({', '.join(f'{k} {v}' for k, v in sorted(report['buckets'].items())) or 'none'}); dropped "
+          f"{dropped['too_short']} too short, {dropped['static']} static; skipped {len(report['skipped'])} "
+          f"(see {args.out / 'report.json'})")
+    if not report["clips"]:
+        print("framecast: error: no clips to train on", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_train(args) -> int:
     from .config import preset
     from .train.recipe import train
@@ -175,8 +223,9 @@ def cmd_train(args) -> int:
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     folder = train(args.preset, args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                   resume=args.resume, data=args.data, stage=args.stage)
-    print(f"VAE trained in {folder}" if args.stage == "vae" else f"model written to {folder}")
+                   resume=args.resume, data=args.data, stage=args.stage, fsdp=args.fsdp)
+    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one report
+        print(f"VAE trained in {folder}" if args.stage == "vae" else f"model written to {folder}")
     return 0
 
 
