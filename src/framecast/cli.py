@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -80,6 +81,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=_positive(float), default=DEFAULT_SECONDS)
     p.set_defaults(func=cmd_world_expand)
 
+    data = sub.add_parser("data", help="prepare training data").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("index", help="a folder of videos with captions -> training shards (for train --data)")
+    p.add_argument("src", type=Path, help="folder of videos (mp4, mov, webm, mkv), searched recursively")
+    p.add_argument("--out", type=Path, required=True, help="new shard folder")
+    p.add_argument("--captions", type=Path, default=None,
+                   help="CSV or JSONL of path,caption (default: SRC/captions.csv or .jsonl, else NAME.txt beside each video)")
+    p.add_argument("--sizes", default="64x64,112x64,64x112", metavar="WxH,...",
+                   help="frame size buckets; each clip takes the nearest aspect ratio (default 64x64,112x64,64x112)")
+    p.add_argument("--frames", default="17,49", metavar="N,...",
+                   help="clip length buckets in frames, 1+4k for the video VAE (default 17,49)")
+    p.add_argument("--fps", type=_positive(float), default=DEFAULT_FPS, help="frame rate of the clips (default 12)")
+    p.add_argument("--cut-threshold", type=_positive(float), default=30.0,
+                   help="mean absolute frame difference (0-255) that marks a scene cut (default 30)")
+    p.add_argument("--min-motion", type=float, default=0.5,
+                   help="clips whose frames change less than this on average (0-255) are dropped as static (default 0.5)")
+    p.add_argument("--shard-size", type=int, default=64, help="clips per shard")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    p.set_defaults(func=cmd_data_index)
+
     p = sub.add_parser("train", help="train a model (world data, VAE, DiT) with a preset's recipe")
     p.add_argument("--preset", default="default", help="tiny, default or large (default: default)")
     p.add_argument("--out", type=Path, required=True, help="run folder; the model lands in OUT/model")
@@ -92,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="all (VAE, DiT, decoder fine-tuning, then the model folder); vae: the video VAE alone; "
                         "decoder: fine-tune the VAE decoder on the frozen encoder (may run beside the DiT "
                         "stage); export: write OUT/model from the checkpoints as they are")
+    p.add_argument("--fsdp", action="store_true",
+                   help="under torchrun: shard parameters, gradients and optimiser state over the processes "
+                        "(FSDP2) instead of replicating the model in each (DDP)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help="text to video")
@@ -174,6 +197,31 @@ def cmd_world_expand(args) -> int:
     return 0
 
 
+def cmd_data_index(args) -> int:
+    from .data.videos import IndexConfig, index_videos
+
+    try:
+        sizes = tuple(parse_size(s) for s in args.sizes.split(","))
+        frames = tuple(int(f) for f in args.frames.split(","))
+    except (argparse.ArgumentTypeError, ValueError) as e:
+        raise UsageError(f"bad --sizes or --frames: {e}") from None
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    cfg = IndexConfig(sizes=sizes, frames=frames, fps=args.fps, cut_threshold=args.cut_threshold,
+                      min_motion=args.min_motion, shard_size=args.shard_size)
+    report = index_videos(args.src, args.out, cfg, captions=args.captions, workers=args.workers,
+                          log=lambda m: print(f"framecast: {m}", file=sys.stderr))
+    dropped = report["dropped"]
+    print(f"indexed {report['indexed']} of {report['videos']} videos: {report['scenes']} scenes -> {report['clips']} clips "
+          f"({', '.join(f'{k} {v}' for k, v in sorted(report['buckets'].items())) or 'none'}); dropped "
+          f"{dropped['too_short']} too short, {dropped['static']} static; skipped {len(report['skipped'])} "
+          f"(see {args.out / 'report.json'})")
+    if not report["clips"]:
+        print("framecast: error: no clips to train on", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_train(args) -> int:
     from .config import preset
     from .train.recipe import train
@@ -184,9 +232,10 @@ def cmd_train(args) -> int:
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     folder = train(args.preset, args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                   resume=args.resume, data=args.data, stage=args.stage)
-    print(f"{args.stage.upper() if args.stage == 'vae' else args.stage} trained in {folder}"
-          if args.stage in ("vae", "decoder") else f"model written to {folder}")
+                   resume=args.resume, data=args.data, stage=args.stage, fsdp=args.fsdp)
+    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one report
+        print(f"{args.stage.upper() if args.stage == 'vae' else args.stage} trained in {folder}"
+              if args.stage in ("vae", "decoder") else f"model written to {folder}")
     return 0
 
 

@@ -206,6 +206,35 @@ def iter_raw(path: str | os.PathLike) -> Iterator[dict[str, bytes]]:
         yield sample
 
 
+def iter_raw_at(path: str | os.PathLike, positions) -> Iterator[tuple[int, dict[str, bytes]]]:
+    """(position, undecoded sample) for the samples at the given positions (0-based, in stored
+    order) of a shard; the bytes of the others are skipped, not read."""
+    wanted = set(positions)
+    if not wanted:
+        return
+    last = max(wanted)
+    pos, key, sample = -1, None, None
+    with tarfile.open(path, mode="r:") as tar:
+        for info in tar:  # reading headers seeks past the data of members not extracted
+            if not info.isfile():
+                continue
+            base = info.name.rsplit("/", 1)[-1]
+            k, dot, ext = base.partition(".")
+            if not dot:
+                continue
+            if k != key:
+                if sample is not None:
+                    yield pos, sample
+                pos, key = pos + 1, k
+                if pos > last:
+                    return
+                sample = {"__key__": k} if pos in wanted else None
+            if sample is not None:
+                sample[ext] = tar.extractfile(info).read()
+    if sample is not None:
+        yield pos, sample
+
+
 def iter_shard(path: str | os.PathLike) -> Iterator[dict]:
     """Decoded samples of a shard: {"__key__": key, "json": meta, "frames": (T, H, W, 3) uint8, ...}."""
     for raw in iter_raw(path):
@@ -299,12 +328,12 @@ def sample_shape(sample: dict) -> tuple[int, ...]:
     return tuple((sample["video"] if "video" in sample else sample["latents"]).shape)
 
 
-def bucket_batches(samples, batch_size: int, drop_last: bool, collate_fn):
-    """Group samples into batches of one shape each, in order of completion; leftovers at the
-    end form smaller batches unless drop_last."""
+def bucket_batches(samples, batch_size: int, drop_last: bool, collate_fn, key=sample_shape):
+    """Group samples into batches of one shape (key) each, in order of completion; leftovers at
+    the end form smaller batches unless drop_last."""
     pending: dict[tuple, list[dict]] = {}
     for s in samples:
-        group = pending.setdefault(sample_shape(s), [])
+        group = pending.setdefault(key(s), [])
         group.append(s)
         if len(group) == batch_size:
             yield collate_fn(group)

@@ -27,10 +27,15 @@ def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return noise - x0
 
 
-def flow_loss(pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean squared velocity error; weight (same shape as x0, or broadcastable) masks elements out."""
+def flow_loss(pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, weight: torch.Tensor | None = None,
+              total_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared velocity error; weight (same shape as x0, or broadcastable) masks elements out.
+
+    total_weight divides instead of weight's own sum: a data-parallel rank passes the sum over
+    all ranks, so that the ranks' losses add up to the loss of the whole batch.
+    """
     err = (pred.float() - velocity_target(x0, noise).float()).pow(2)
     if weight is None:
         return err.mean()
     weight = weight.expand_as(err).float()
-    return (err * weight).sum() / weight.sum().clamp_min(1.0)
+    return (err * weight).sum() / (weight.sum() if total_weight is None else total_weight).clamp_min(1.0)

@@ -14,6 +14,7 @@ shape), so batches stack.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import json
@@ -31,9 +32,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..data.shards import (FORMAT, FORMAT_VERSION, FRAMES, INDEX_NAME, ShardDataset, ShardWriter, bucket_batches,
-                           collate, decode_sample, folder_lock, frames_to_tensor, iter_raw, iter_shard,
-                           normalize_video, read_index, remove_stale_temps, write_index)
+from .trainer import bf16_autocast
+from ..data.shards import (FORMAT, FORMAT_VERSION, FRAMES, INDEX_NAME, ShardDataset, ShardWriter, _buffer_shuffle,
+                           bucket_batches, collate, decode_sample, folder_lock, frames_to_tensor, iter_raw,
+                           iter_raw_at, iter_shard, normalize_video, read_index, remove_stale_temps, split_shards,
+                           to_training_sample, write_index)
 from ..world.clip import FRAME_SIZE_LIMIT, make_clip
 from ..world.export import derive_seed
 
@@ -235,20 +238,38 @@ class ShardStream:
     "caption", "prompt", "meta"}. Shards are split over ranks and shuffled per epoch as
     `ShardDataset` does (seeded); drop_last drops each epoch's incomplete batches.
 
+    Two ways to share the data among data-parallel processes:
+    - rank/world_size: each rank reads its own shards and makes its own batches (the batches
+      depend on the world size);
+    - part=(p, n): the batches are those of the whole stream, whatever n, and this process
+      gets rows [start, stop) of each (`Dist.rows`), under "rows" = (start, stop, batch_size).
+      The order is planned from index.json alone, so a process opens only the shards that hold
+      its rows and reads only those clips' bytes. This is what training uses: N processes see
+      the global batches one process would, and resume from each other's checkpoints.
+
     State: {"epoch", "batch_in_epoch"}; restoring re-reads the epoch up to that batch.
     """
 
     def __init__(self, root, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1, *,
-                 shuffle: bool = True, drop_last: bool = True, shuffle_buffer: int = 256):
+                 part: tuple[int, int] = (0, 1), shuffle: bool = True, drop_last: bool = True,
+                 shuffle_buffer: int = 256):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        p, n = part
+        if not 0 <= p < n:
+            raise ValueError(f"part must be (p, n) with 0 <= p < n, got {part}")
+        if n > 1 and (world_size > 1 or not drop_last):
+            raise ValueError("part splits the whole stream's batches: use it with world_size 1 and drop_last")
+        if batch_size < n:
+            raise ValueError(f"a batch of {batch_size} clips cannot be split over {n} processes: "
+                             f"use a batch size of at least {n}")
         self.root = Path(root)
         self.dataset = ShardDataset(self.root, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
                                     shuffle_buffer=shuffle_buffer)
         if len(self.dataset.shards) < world_size:
             raise ValueError(f"{self.root} holds {len(self.dataset.shards)} shard(s), fewer than the "
                              f"{world_size} ranks: every rank needs at least one; write smaller shards")
-        self.batch_size, self.drop_last = batch_size, drop_last
+        self.batch_size, self.drop_last, self.part = batch_size, drop_last, (p, n)
         self.epoch, self.batch_in_epoch = 0, 0
         self._it = None
 
@@ -256,11 +277,7 @@ class ShardStream:
         empty = 0
         while True:
             if self._it is None:
-                self._it = self._batches(self.epoch)
-                for _ in range(self.batch_in_epoch):  # resume: skip what was already served
-                    if next(self._it, None) is None:
-                        raise ValueError(f"epoch {self.epoch} of {self.root} has fewer than {self.batch_in_epoch} "
-                                         "batches: this state came from another data set, batch size or rank")
+                self._it = self._batches(self.epoch, self.batch_in_epoch)  # resume: skip what was served
             batch = next(self._it, None)
             if batch is not None:
                 self.batch_in_epoch += 1
@@ -272,9 +289,65 @@ class ShardStream:
                                  "(lower the batch size, or drop_last=False)")
             self.epoch, self.batch_in_epoch, self._it = self.epoch + 1, 0, None
 
-    def _batches(self, epoch: int):
+    def _batches(self, epoch: int, skip: int):
+        if self.part[1] > 1:
+            yield from self._part_batches(epoch, skip)
+            return
         self.dataset.set_epoch(epoch)
-        yield from bucket_batches(self.dataset, self.batch_size, self.drop_last, collate_padded)
+        batches = bucket_batches(self.dataset, self.batch_size, self.drop_last, collate_padded)
+        for _ in range(skip):
+            if next(batches, None) is None:
+                self._short_epoch(epoch, skip)
+        yield from batches
+
+    def _short_epoch(self, epoch: int, skip: int):
+        raise ValueError(f"epoch {epoch} of {self.root} has fewer than {skip} "
+                         "batches: this state came from another data set, batch size or rank")
+
+    def plan(self, epoch: int) -> list[list[int]]:
+        """The epoch's batches as clip ids (offset of the shard in index.json + position in it),
+        drawn from index.json alone exactly as ShardDataset draws the clips themselves."""
+        ds = self.dataset
+        sizes = [s["clips"] for s in ds.shards]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+        order = split_shards(len(sizes), epoch=epoch, seed=ds.seed, shuffle=ds.shuffle, rank=0, world_size=1,
+                             worker=0, num_workers=1)
+        ids = [offsets[i] + j for i in order for j in range(sizes[i])]
+        if ds.shuffle:
+            ids = list(_buffer_shuffle(ids, ds.shuffle_buffer, np.random.default_rng([ds.seed, epoch, 0, 0])))
+        shard_of = np.repeat(np.arange(len(sizes)), sizes)
+        shapes = [tuple(s["shape"]) for s in ds.shards]
+        return list(bucket_batches(ids, self.batch_size, self.drop_last, list, key=lambda g: shapes[shard_of[g]]))
+
+    def _part_batches(self, epoch: int, skip: int):
+        ds = self.dataset
+        plan = self.plan(epoch)
+        if len(plan) < skip:
+            self._short_epoch(epoch, skip)
+        p, n = self.part
+        lo, hi = self.batch_size * p // n, self.batch_size * (p + 1) // n
+        mine = [ids[lo:hi] for ids in plan[skip:]]
+        sizes = [s["clips"] for s in ds.shards]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+        wanted: dict[int, list[int]] = {}
+        for g in sorted(g for ids in mine for g in ids):
+            i = bisect.bisect_right(offsets, g) - 1
+            wanted.setdefault(i, []).append(g - offsets[i])
+        order = split_shards(len(sizes), epoch=epoch, seed=ds.seed, shuffle=ds.shuffle, rank=0, world_size=1,
+                             worker=0, num_workers=1)
+        reader = ((offsets[i] + j, raw, ds.shards[i]["name"]) for i in order if i in wanted
+                  for j, raw in iter_raw_at(ds.root / ds.shards[i]["name"], wanted[i]))
+        read: dict[int, tuple] = {}  # clips read ahead of their batch
+        for ids in mine:
+            for g in ids:
+                while g not in read:
+                    got = next(reader, None)
+                    if got is None:
+                        raise ValueError(f"{self.root} changed while reading it: clip {g} is missing")
+                    read[got[0]] = got[1:]
+            samples = [to_training_sample(decode_sample(raw), shard, ds.normalize)
+                       for raw, shard in (read.pop(g) for g in ids)]
+            yield {**collate_padded(samples), "rows": (lo, hi, self.batch_size)}
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
@@ -387,9 +460,12 @@ def cache_latents(vae, text_encoder, src_root, out_root, batch_size: int = 16, d
         try:
             with tqdm(total=index["clips"], initial=index["clips"] - n_todo, unit="clip", desc="caching latents",
                       disable=not progress, dynamic_ncols=True) as bar:
-                for i in todo:
-                    _cache_shard(vae, text_encoder, src / shards[i]["name"], out / shards[i]["name"], batch_size,
-                                 device, bar.update)
+                # bf16 where the hardware has it (as in training): latents are stored as fp16 anyway
+                dev = torch.device(device)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16_autocast(dev)):
+                    for i in todo:
+                        _cache_shard(vae, text_encoder, src / shards[i]["name"], out / shards[i]["name"],
+                                     batch_size, device, bar.update)
         finally:
             vae.train(modes[0])
             text_encoder.train(modes[1])

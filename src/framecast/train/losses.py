@@ -3,15 +3,32 @@
 Each returns a function loss_fn(model, batch, generator) -> (loss, logs) for the Trainer.
 All randomness (noise, times, caption choice) comes from the trainer's CPU generator, so a
 resumed run draws exactly what an uninterrupted one would.
+
+Data-parallel batches carry "rows" = (start, stop, total): this rank holds rows [start, stop)
+of a global batch of `total` clips. The loss functions then draw the randomness of the whole
+global batch and keep their rows (so N ranks draw what one process would), and return this
+rank's share of the global loss: the shares sum over ranks to the single-process loss, and
+their logs are global values. Batches without "rows" take the single-process path unchanged.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
 from ..flow.objective import flow_loss, interpolate, sample_times
 from ..flow.schedules import resolution_shift
+from .distributed import global_sum
+
+
+def batch_rows(batch: dict, b: int) -> tuple[int, int, int]:
+    """(start, stop, total): this rank's rows of the global batch; (0, b, b) for a whole batch."""
+    start, stop, total = batch.get("rows", (0, b, b))
+    if stop - start != b:
+        raise ValueError(f"the batch has {b} clips but its rows say {start}:{stop}")
+    return start, stop, total
 
 
 def foreground(video: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
@@ -21,26 +38,34 @@ def foreground(video: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
 
 
 def random_crop(video: torch.Tensor, crop: tuple[int, int, int], generator: torch.Generator,
-                tries: int = 4) -> torch.Tensor:
+                tries: int = 4, rows: tuple[int, int, int] | None = None) -> torch.Tensor:
     """A (frames, height, width) window of each clip of a batch (B, C, T, H, W).
 
     Convolutions do not care about the clip's size, so the VAE trains on small windows at the
     pixel scale of full frames, at a fraction of the cost. Of `tries` random windows per clip
     the one with the most foreground is kept: a window of plain background teaches nothing.
+    rows (start, stop, total): video holds rows [start, stop) of a batch of total clips; the
+    windows of all of them are drawn, so every rank draws what one process would.
     """
+    start, _, total = rows or (0, video.shape[0], video.shape[0])
     t, h, w = (min(c, s) for c, s in zip(crop, video.shape[2:]))
     fg = foreground(video)
     out = []
-    for i in range(video.shape[0]):
+    for k in range(total):
+        i = k - start  # this rank's row, if it holds clip k
+        mine = 0 <= i < video.shape[0]
         best, best_fg = None, -1
         for _ in range(tries):
             t0, h0, w0 = (int(torch.randint(0, s - c + 1, (1,), generator=generator))
                           for c, s in zip((t, h, w), video.shape[2:]))
+            if not mine:
+                continue
             n = int(fg[i, :, t0:t0 + t, h0:h0 + h, w0:w0 + w].sum())
             if n > best_fg:
                 best, best_fg = (t0, h0, w0), n
-        t0, h0, w0 = best
-        out.append(video[i, :, t0:t0 + t, h0:h0 + h, w0:w0 + w])
+        if mine:
+            t0, h0, w0 = best
+            out.append(video[i, :, t0:t0 + t, h0:h0 + h, w0:w0 + w])
     return torch.stack(out)
 
 
@@ -55,6 +80,8 @@ def vae_loss_fn(kl_weight: float, device: torch.device, crop: tuple[int, int, in
     """
 
     def loss_fn(vae, batch, generator):
+        if "rows" in batch:
+            return split_loss(vae, batch, generator)
         video = batch["video"]  # (B, 3, T, H, W) in [-1, 1]
         if crop is not None:
             video = random_crop(video, crop, generator, crop_tries)
@@ -75,13 +102,36 @@ def vae_loss_fn(kl_weight: float, device: torch.device, crop: tuple[int, int, in
         loss = l1 + (sq * weight).mean() + kl_weight * kl
         psnr = 10 * torch.log10(4.0 / mse.detach().clamp_min(1e-10))  # signal range 2 -> peak^2 = 4
         return loss, {"l1": l1.item(), "kl": kl.item(), "psnr": psnr.item(), "items": video.shape[0]}
+
+    def split_loss(vae, batch, generator):
+        """This rank's share of the loss of the global batch (means over the global batch)."""
+        video = batch["video"]  # (b, 3, T, H, W): rows [start, stop) of `total` clips
+        start, stop, total = batch_rows(batch, video.shape[0])
+        if crop is not None:
+            video = random_crop(video, crop, generator, rows=(start, stop, total))
+        video = video.to(device)
+        share = video.shape[0] / total  # of every mean over the global batch
+        weight = 1.0 + fg_weight * foreground(video).float()
+        weight = weight / (global_sum(weight.mean() * share))  # normalised by the global mean
+        post = vae.encode(video)
+        noise = torch.randn((total, *post.mean.shape[1:]), generator=generator)[start:stop]  # as Posterior.sample
+        recon = vae.decode(post.mean + torch.exp(0.5 * post.logvar) * noise.to(post.mean))
+        err = recon.float() - video.float()
+        l1 = (err.abs() * weight).mean() * share
+        sq = err.pow(2)
+        kl = post.kl() * share
+        loss = l1 + (sq * weight).mean() * share + kl_weight * kl
+        l1_g, kl_g, mse_g = global_sum(torch.stack([l1, kl, sq.mean() * share]).float()).tolist()
+        psnr = 10 * math.log10(4.0 / max(mse_g, 1e-10))
+        return loss, {"l1": l1_g, "kl": kl_g, "psnr": psnr, "items": total}
     return loss_fn
 
 
 def choose_text(batch: dict, generator: torch.Generator, prompt_prob: float, dropout: float,
                 empty: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample: the short prompt (p = prompt_prob) or the detailed caption, and with p = dropout the
-    empty prompt instead (for classifier-free guidance). Returns tokens (B, M, D) and mask (B, M)."""
+    empty prompt instead (for classifier-free guidance). Returns tokens (B, M, D) and mask (B, M).
+    The choices are drawn for the whole global batch (see batch_rows)."""
     cap, cap_mask = batch["caption_tokens"], batch["caption_mask"]
     pro, pro_mask = batch["prompt_tokens"], batch["prompt_mask"]
     e_tok, e_mask = empty  # (1, Me, D), (1, Me)
@@ -92,9 +142,9 @@ def choose_text(batch: dict, generator: torch.Generator, prompt_prob: float, dro
         return F.pad(x, (0, 0, 0, extra)), F.pad(mask, (0, extra), value=False)
 
     (cap, cap_mask), (pro, pro_mask), (e_tok, e_mask) = pad(cap, cap_mask), pad(pro, pro_mask), pad(e_tok, e_mask)
-    b = cap.shape[0]
-    use_prompt = torch.rand(b, generator=generator) < prompt_prob
-    drop = torch.rand(b, generator=generator) < dropout
+    start, stop, total = batch_rows(batch, cap.shape[0])
+    use_prompt = torch.rand(total, generator=generator)[start:stop] < prompt_prob
+    drop = torch.rand(total, generator=generator)[start:stop] < dropout
     tokens = torch.where(use_prompt[:, None, None], pro, cap)
     mask = torch.where(use_prompt[:, None], pro_mask, cap_mask)
     tokens = torch.where(drop[:, None, None], e_tok.expand_as(tokens), tokens)
@@ -139,22 +189,27 @@ def dit_loss_fn(normalize, empty: tuple[torch.Tensor, torch.Tensor], device: tor
                 prompt_prob: float = 0.3, caption_dropout: float = 0.1, cond_prob: float = 0.0):
     """Flow matching on normalised latents: x_t = (1 - t) x0 + t noise, predict noise - x0.
 
-    Frames drawn by `given_frames` stay clean (t = 0) and are left out of the loss.
+    Frames drawn by `given_frames` stay clean (t = 0) and are left out of the loss. With "rows"
+    (see batch_rows) the draws are those of the global batch and the loss is this rank's share.
     """
 
     def loss_fn(dit, batch, generator):
         x0 = normalize(batch["latents"].float())  # (B, C, T', H', W')
         b, frames = x0.shape[0], x0.shape[2]
+        start, stop, total = batch_rows(batch, b)
         tokens, mask = choose_text(batch, generator, prompt_prob, caption_dropout, empty)
         grid = dit.grid(x0.shape)
-        t = sample_times(b, generator, shift=resolution_shift(grid[0] * grid[1] * grid[2]))
-        noise = torch.randn(x0.shape, generator=generator)
-        given = given_frames(b, frames, generator, cond_prob)  # (B, T')
+        t = sample_times(total, generator, shift=resolution_shift(grid[0] * grid[1] * grid[2]))[start:stop]
+        noise = torch.randn((total, *x0.shape[1:]), generator=generator)[start:stop]
+        given = given_frames(total, frames, generator, cond_prob)[start:stop]  # (B, T')
         t_frames = torch.where(given, 0.0, t[:, None])  # (B, T')
         weight = (~given).float()[:, None, :, None, None]  # (B, 1, T', 1, 1)
         x0, noise, t_frames, weight = x0.to(device), noise.to(device), t_frames.to(device), weight.to(device)
         x_t = interpolate(x0, noise, t_frames[:, None, :, None, None])
         pred = dit(x_t, t_frames, tokens.to(device), mask.to(device))
-        return flow_loss(pred, x0, noise, weight), {"items": b}
+        if "rows" not in batch:
+            return flow_loss(pred, x0, noise, weight), {"items": b}
+        total_weight = global_sum(weight.expand(x0.shape).float().sum())  # the global loss's denominator
+        return flow_loss(pred, x0, noise, weight, total_weight), {"items": total}
 
     return loss_fn

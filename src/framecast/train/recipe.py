@@ -5,10 +5,16 @@ Every stage resumes from what the last run left in the output folder, so `framec
 
     OUT/train.json             the recipe's settings (a resumed run must match them)
     OUT/data/world-<bucket>/   world clips as shards (unless --data names shards)
-    OUT/vae.ckpt, OUT/dit.ckpt trainer checkpoints (model, EMA, optimiser, data position, RNG)
+    OUT/vae.ckpt, OUT/dit.ckpt trainer checkpoints (model, EMA, optimiser, data position, RNG):
+                               a torch.save file from one process, a torch.distributed.checkpoint
+                               folder from several; either resumes on any number of processes
     OUT/latents/<name>/        clips encoded by the trained VAE, with text embeddings
     OUT/log.jsonl              one line per logged step of either stage
     OUT/model/                 the result: config.json + model.safetensors (EMA weights)
+
+Under torchrun every process runs this recipe: rank 0 alone renders data, caches latents and
+writes files; all ranks train together (see framecast.train.distributed), each on its rows of
+every global batch, so --batch-size is the global batch whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -30,47 +36,55 @@ from ..pipeline import Framecast, ModelMeta
 from ..world.dataset import WorldDataConfig, write_world_shards
 from ..world.clip import make_clip
 from ..world.export import clip_seed
+from . import distributed
 from .data import Bucket, LatentStream, MixedStream, ShardStream, cache_latents, latent_stats, parse_buckets
+from .distributed import Dist
 from .losses import dit_loss_fn, vae_loss_fn
-from .trainer import LoopConfig, Trainer
+from .trainer import LoopConfig, Trainer, existing_checkpoint, load_ema_weights
 
 
 STAGES = ("all", "vae", "decoder", "export")
+SINGLE = Dist()  # one process, no torchrun
 
 
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _check_settings(out: Path, settings: dict, resume: bool) -> None:
+def _check_settings(out: Path, settings: dict, resume: bool, write: bool = True) -> None:
     """A resumed run must keep the settings its checkpoints were made with; the DiT's own may
     still change while no DiT checkpoint exists (tune the DiT after the VAE is done)."""
     path = out / "train.json"
-    has_ckpt = any(out.glob("*.ckpt"))
+    has_ckpt = any(existing_checkpoint(out / f"{name}.ckpt") for name in ("vae", "dit"))
     if has_ckpt and not resume:
         raise ValueError(f"{out} holds a training run; pass --resume to continue it, or choose a new --out")
     if path.exists() and resume:
         old = json.loads(path.read_text())
-        free = MODEL_FOLDER_SETTINGS + (DIT_SETTINGS if not (out / "dit.ckpt").exists() else ()) + (
-            DECODER_SETTINGS if not (out / "decoder.ckpt").exists() else ())
+        free = MODEL_FOLDER_SETTINGS + (DIT_SETTINGS if existing_checkpoint(out / "dit.ckpt") is None else ()) + (
+            DECODER_SETTINGS if existing_checkpoint(out / "decoder.ckpt") is None else ())
         diff = [k for k in settings if old.get(k) != settings[k] and k not in free]
         if diff:
             raise ValueError(f"{out} was trained with other settings ({', '.join(diff)}); "
                              "resume with the same arguments or choose a new --out")
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2) + "\n")
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def world_data_roots(out: Path, tc: TrainConfig) -> tuple[list[Path], list[float]]:
+    """The shard folders of world clips a run renders, one per bucket, and the buckets' weights."""
+    buckets = parse_buckets(tc.buckets)
+    roots = [out / "data" / f"world-{b.width}x{b.height}x{b.frames}@{b.fps:g}" for b in buckets]
+    return roots, [b.weight for b in buckets]
 
 
 def world_data(out: Path, tc: TrainConfig, seed: int, progress: bool) -> tuple[list[Path], list[float]]:
     """Render (or finish rendering) one shard folder of world clips per bucket."""
-    roots, weights = [], []
-    for i, b in enumerate(parse_buckets(tc.buckets)):
-        root = out / "data" / f"world-{b.width}x{b.height}x{b.frames}@{b.fps:g}"
+    roots, weights = world_data_roots(out, tc)
+    for i, (b, root) in enumerate(zip(parse_buckets(tc.buckets), roots)):
         cfg = WorldDataConfig(n=tc.world_clips, seconds=b.seconds, fps=b.fps, width=b.width, height=b.height,
                               frames=b.frames, seed=seed * 1000 + i, shard_size=tc.shard_size)
         write_world_shards(root, cfg, progress=progress)
-        roots.append(root)
-        weights.append(b.weight)
     return roots, weights
 
 
@@ -117,35 +131,44 @@ def settings_for(preset_name: str, steps: int | None, batch_size: int | None) ->
     return tc
 
 
+def _streams(cls, roots: list[Path], batch_size: int, seed: int, d: Dist, **kw) -> list:
+    """One stream per shard folder; with several processes each serves its rows of every batch."""
+    return [cls(r, batch_size, seed, part=(d.rank, d.world_size), **kw) for r in roots]
+
+
 def _train_autoencoder(name: str, model: VideoVAE, loss, steps: int, lr: float, tc: TrainConfig, roots: list[Path],
-                       weights: list[float], out: Path, seed: int, device: torch.device, progress: bool) -> VideoVAE:
+                       weights: list[float], out: Path, seed: int, device: torch.device, progress: bool,
+                       d: Dist = SINGLE, fsdp: bool = False) -> VideoVAE:
     """Train a VAE stage over the frame shards, then score its EMA weights on held-out clips
     (OUT/<name>_eval.json); returns the EMA weights."""
-    stream = MixedStream([ShardStream(r, tc.vae_batch_size, seed) for r in roots], weights, seed)
+    stream = MixedStream(_streams(ShardStream, roots, tc.vae_batch_size, seed, d), weights, seed)
     loop = LoopConfig(steps=steps, lr=lr, warmup=tc.warmup, ema_decay=tc.ema_decay, log_every=tc.log_every,
                       ckpt_every=tc.ckpt_every, seed=seed)
-    trainer = Trainer(name, model, loss, stream, loop, out, device, progress)
+    trainer = Trainer(name, model, loss, stream, loop, out, device, progress, dist=d, fsdp=fsdp)
     trainer.resume()
     trainer.run()
-    vae = trainer.ema.eval()
-    bucket = parse_buckets(tc.buckets)[0]
-    report = {"psnr_db": round(vae_psnr(vae, bucket), 2), "clips": 16, "bucket": str(bucket), "steps": trainer.step}
-    (out / f"{name}_eval.json").write_text(json.dumps(report, indent=2) + "\n")
-    if progress:
-        print(f"{name}: reconstruction PSNR on held-out world clips ({bucket}): {report['psnr_db']} dB")
+    vae = trainer.ema_module().eval()
+    if d.main:
+        bucket = parse_buckets(tc.buckets)[0]
+        report = {"psnr_db": round(vae_psnr(vae, bucket), 2), "clips": 16, "bucket": str(bucket),
+                  "steps": trainer.step}
+        (out / f"{name}_eval.json").write_text(json.dumps(report, indent=2) + "\n")
+        if progress:
+            print(f"{name}: reconstruction PSNR on held-out world clips ({bucket}): {report['psnr_db']} dB")
     return vae
 
 
 def train_vae(cfg: VAEConfig, tc: TrainConfig, roots: list[Path], weights: list[float], out: Path, seed: int,
-              device: torch.device, progress: bool) -> VideoVAE:
+              device: torch.device, progress: bool, d: Dist = SINGLE, fsdp: bool = False) -> VideoVAE:
     """Stage 1: the video VAE on frames; returns its EMA weights, evaluated on held-out clips."""
     loss = vae_loss_fn(tc.kl_weight, device, tc.vae_crop, tc.vae_fg_weight)
+    torch.manual_seed(seed)  # the VAE's first weights: torch seeds itself at random at start-up
     return _train_autoencoder("vae", VideoVAE(cfg), loss, tc.vae_steps, tc.vae_lr, tc, roots, weights, out, seed,
-                              device, progress)
+                              device, progress, d, fsdp)
 
 
 def train_decoder(vae: VideoVAE, tc: TrainConfig, roots: list[Path], weights: list[float], out: Path, seed: int,
-                  device: torch.device, progress: bool) -> VideoVAE:
+                  device: torch.device, progress: bool, d: Dist = SINGLE, fsdp: bool = False) -> VideoVAE:
     """Fine-tune the VAE decoder alone, the encoder frozen (as Stable Diffusion's ft-MSE decoder):
     sharper frames from the very latents the DiT models, so it can run beside or after the DiT
     stage without invalidating it. Returns the VAE with the decoder's EMA weights."""
@@ -154,83 +177,110 @@ def train_decoder(vae: VideoVAE, tc: TrainConfig, roots: list[Path], weights: li
     model.encoder.requires_grad_(False)
     loss = vae_loss_fn(0.0, device, tc.decoder_crop, tc.vae_fg_weight, decoder_only=True, crop_tries=1)
     return _train_autoencoder("decoder", model, loss, tc.decoder_steps, tc.decoder_lr, tc, roots, weights, out,
-                              seed + 1, device, progress)
+                              seed + 1, device, progress, d, fsdp)
 
 
 def train_dit(cfg: DiTConfig, tc: TrainConfig, vae: VideoVAE, text: TextEncoder, roots: list[Path],
-              weights: list[float], out: Path, seed: int, device: torch.device, progress: bool):
+              weights: list[float], out: Path, seed: int, device: torch.device, progress: bool, d: Dist = SINGLE,
+              fsdp: bool = False):
     """Stages 2 and 3: cache latents and text embeddings (the DiT never runs the encoders), then
     train the DiT on normalised latents. Returns the DiT's EMA weights and the latent stats."""
     latent_roots = [out / "latents" / r.name for r in roots]
-    for src, dst in zip(roots, latent_roots):
-        cache_latents(vae, text, src, dst, device=device, progress=progress)
+
+    def cache() -> None:
+        for src, dst in zip(roots, latent_roots):
+            cache_latents(vae, text, src, dst, device=device, progress=progress)
+
+    distributed.main_first(d, cache)
     mean, std = latent_stats(latent_roots[0])
     mean_b, std_b = mean.view(1, -1, 1, 1, 1).float(), std.view(1, -1, 1, 1, 1).float()
     if tc.dit_weights is not None:
         if len(tc.dit_weights) != len(roots):
             raise ValueError(f"dit_weights names {len(tc.dit_weights)} weights for {len(roots)} buckets")
         weights = list(tc.dit_weights)
-    stream = MixedStream([LatentStream(r, tc.batch_size, seed, vae=vae) for r in latent_roots], weights, seed)
+    stream = MixedStream(_streams(LatentStream, latent_roots, tc.batch_size, seed, d, vae=vae), weights, seed)
     loop = LoopConfig(steps=tc.dit_steps, lr=tc.lr, warmup=tc.warmup, ema_decay=tc.ema_decay,
                       grad_accum=tc.grad_accum, log_every=tc.log_every, ckpt_every=tc.ckpt_every, seed=seed)
     loss = dit_loss_fn(lambda z: (z - mean_b) / std_b, text([""]), device, tc.prompt_prob, tc.caption_dropout,
                        tc.cond_prob)
-    trainer = Trainer("dit", DiT(cfg), loss, stream, loop, out, device, progress)
+    trainer = Trainer("dit", DiT(cfg), loss, stream, loop, out, device, progress, dist=d, fsdp=fsdp)
     trainer.resume()
     trainer.run()
-    return trainer.ema.eval(), mean, std
+    return trainer.ema_module().eval(), mean, std
 
 
 def load_ema(model: torch.nn.Module, ckpt: Path, device: torch.device) -> tuple[torch.nn.Module, int]:
-    """A stage's EMA weights and step from its trainer checkpoint."""
-    if not ckpt.is_file():
+    """A stage's EMA weights and step from its trainer checkpoint (a file or a DCP folder)."""
+    if existing_checkpoint(ckpt) is None:
         raise FileNotFoundError(f"no checkpoint at {ckpt}: train this stage first")
-    state = torch.load(ckpt, map_location=device, weights_only=False)
-    model.load_state_dict(state["ema"])
-    return model.to(device).eval(), int(state["step"])
+    model = model.to(device)
+    step = load_ema_weights(model, ckpt)
+    return model.eval(), step
 
 
 def train(preset_name: str, out: str | Path, steps: int | None = None, batch_size: int | None = None,
           seed: int = 0, resume: bool = False, data: str | Path | None = None, stage: str = "all",
-          progress: bool = True) -> Path:
+          progress: bool = True, fsdp: bool = False) -> Path:
     """Run a preset's recipe (stage "all", or "vae" alone); returns the model folder or, for
     the VAE stage, the run folder. Stage "export" trains nothing: it writes the model folder
-    from the checkpoints as they are, to evaluate or ship a run before it ends."""
+    from the checkpoints as they are, to evaluate or ship a run before it ends.
+
+    Under torchrun the processes train data-parallel (DDP; FSDP2 with fsdp=True), each on its
+    rows of every global batch of batch_size clips."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
     model_cfg = preset(preset_name)
     tc = settings_for(preset_name, steps, batch_size)
-    out = Path(out)
+    with distributed.session() as d:
+        for what, size in (("--batch-size", tc.batch_size), ("the VAE batch size", tc.vae_batch_size)):
+            if size < d.world_size:
+                raise ValueError(f"{what} ({size}) is the global batch: it needs at least one clip "
+                                 f"for each of the {d.world_size} processes")
+        return _train(preset_name, model_cfg, tc, Path(out), seed, resume, data, stage,
+                      progress and d.main, fsdp, d)
+
+
+def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume: bool, data, stage: str,
+           progress: bool, fsdp: bool, d: Dist) -> Path:
     settings = {"preset": preset_name, "seed": seed, "data": str(data) if data else None, **tc.to_dict()}
     settings = json.loads(json.dumps(settings))  # as train.json holds them (tuples become lists)
-    _check_settings(out, settings, resume or stage == "export")
-    device = pick_device()
+    _check_settings(out, settings, resume or stage == "export", write=d.main)  # every rank checks
+    device = d.device() if d.active else pick_device()
     if data is None:
-        roots, weights = world_data(out, tc, seed, progress)
+        distributed.main_first(d, world_data, out, tc, seed, progress)
+        roots, weights = world_data_roots(out, tc)
     else:
         roots = shard_roots(Path(data))
         weights = [1.0] * len(roots)
 
     text = TextEncoder()
     if stage == "export":
+        if not d.main:  # rank 0 reads the checkpoints and writes the folder
+            distributed.barrier()
+            return out / "model"
         vae, _ = load_ema(VideoVAE(model_cfg.vae), out / "vae.ckpt", device)
-        if (out / "decoder.ckpt").is_file():
+        if existing_checkpoint(out / "decoder.ckpt") is not None:
             vae, _ = load_ema(vae, out / "decoder.ckpt", device)
         dit, dit_step = load_ema(DiT(model_cfg.dit), out / "dit.ckpt", device)
         mean, std = latent_stats(out / "latents" / roots[0].name)
     else:
-        vae = train_vae(model_cfg.vae, tc, roots, weights, out, seed, device, progress)
+        vae = train_vae(model_cfg.vae, tc, roots, weights, out, seed, device, progress, d, fsdp)
         if stage == "vae":
+            distributed.barrier()
             return out
         if stage == "decoder":
             if tc.decoder_steps < 1:
                 raise ValueError(f"the {preset_name} recipe has no decoder fine-tuning (decoder_steps is 0)")
-            train_decoder(vae, tc, roots, weights, out, seed, device, progress)
+            train_decoder(vae, tc, roots, weights, out, seed, device, progress, d, fsdp)
+            distributed.barrier()
             return out
-        dit, mean, std = train_dit(model_cfg.dit, tc, vae, text, roots, weights, out, seed, device, progress)
+        dit, mean, std = train_dit(model_cfg.dit, tc, vae, text, roots, weights, out, seed, device, progress, d, fsdp)
         dit_step = tc.dit_steps
         if tc.decoder_steps > 0:  # after the DiT, which never reads the decoder
-            vae = train_decoder(vae, tc, roots, weights, out, seed, device, progress)
+            vae = train_decoder(vae, tc, roots, weights, out, seed, device, progress, d, fsdp)
+        if not d.main:
+            distributed.barrier()
+            return out / "model"
 
     # The model folder: EMA weights of both, and what generation needs to know.
     fps, width, height = video_format(roots[0])
@@ -246,4 +296,5 @@ def train(preset_name: str, out: str | Path, steps: int | None = None, batch_siz
     if (out / "decoder_eval.json").is_file():
         recipe["decoder_eval"] = json.loads((out / "decoder_eval.json").read_text())
     (folder / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    distributed.barrier()  # the other ranks end when the model folder is there
     return folder
