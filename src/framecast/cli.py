@@ -138,7 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pass the prompt to the model as written, instead of expanding it into a detailed caption")
     p.add_argument("--include-prompt", action="store_true",
                    help="record the prompt in the video's C2PA content credentials (off by default)")
+    p.add_argument("--image", type=Path, default=None, metavar="IMG",
+                   help="image-to-video: the clip starts with this image (8-bit RGB; resized to a size the model makes)")
+    p.add_argument("--loop", action="store_true", help="a seamless loop: the last frame flows into the first")
     p.set_defaults(func=cmd_generate)
+    _media_parsers(sub)
 
     p = sub.add_parser("serve", help="HTTP service: OpenAI's Videos API, a job queue and a web studio")
     p.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
@@ -313,6 +317,7 @@ def cmd_generate(args) -> int:
     if not model_dir.is_dir():
         hint = "" if args.model else "; train one or pass --model DIR"
         raise UsageError(f"no model folder at {model_dir}{hint}")
+    given = _generate_given(args)  # None for plain text-to-video
     # heavy imports after the cheap checks: bad input fails at once
     from tqdm import tqdm
 
@@ -337,7 +342,7 @@ def cmd_generate(args) -> int:
                 bar.update(i - bar.n)
 
             try:
-                frames, fps, notes = generate(model, prompt, opts, progress)
+                frames, fps, notes = generate(model, prompt, opts, progress, given=given)
             except ValueError as e:
                 if not batch:
                     raise
@@ -358,6 +363,251 @@ def cmd_generate(args) -> int:
         print(f"wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps; "
               f"watermark {marks['watermark_id']}, C2PA signed) in {seconds:.1f} s")
     return 0
+
+
+# --- prompting with images and videos: extend, connect, edit, image -------------------------
+
+def _unit_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _sampling_args(p: argparse.ArgumentParser, out: str) -> None:
+    """The options every generating command shares."""
+    p.add_argument("-o", "--out", type=Path, default=Path(out), help=f"output file (default {out})")
+    p.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same output")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale (default: the model's; 1 turns it off)")
+    p.add_argument("--negative-prompt", default="", help="what the output should not show")
+    p.add_argument("--sampler", choices=["euler", "heun"], default=None, help="ODE solver (default: the model's)")
+    p.add_argument("--no-expand", dest="expand", action="store_false",
+                   help="pass the prompt to the model as written, instead of expanding it into a detailed caption")
+
+
+def _media_parsers(sub) -> None:
+    p = sub.add_parser("extend", help="continue a clip forward (or precede it, --backward) by --seconds")
+    p.add_argument("input", type=Path, metavar="IN.mp4", help="the clip; the output holds it unchanged")
+    p.add_argument("prompt", nargs="?", default=None,
+                   help="what happens next (default: the caption in IN.json beside the clip, if any)")
+    p.add_argument("--seconds", type=_positive(float), default=DEFAULT_SECONDS, help="seconds to add (default 4)")
+    p.add_argument("--backward", action="store_true", help="make what comes before the clip")
+    _sampling_args(p, "out.mp4")
+    p.set_defaults(func=cmd_extend)
+
+    p = sub.add_parser("connect", help="a transition from the end of one clip to the start of another")
+    p.add_argument("first", type=Path, metavar="A.mp4")
+    p.add_argument("second", type=Path, metavar="B.mp4")
+    p.add_argument("prompt", nargs="?", default=None, help="what happens in between (default: A.json's caption, if any)")
+    p.add_argument("--seconds", type=_positive(float), default=1.0, help="length of the transition (default 1)")
+    _sampling_args(p, "out.mp4")
+    p.set_defaults(func=cmd_connect)
+
+    p = sub.add_parser("edit", help="video-to-video (SDEdit): remake a clip to a new prompt, keeping its motion")
+    p.add_argument("input", type=Path, metavar="IN.mp4")
+    p.add_argument("prompt")
+    p.add_argument("--strength", type=_unit_interval, default=None,
+                   help="how much to change, 0 (keep the clip) to 1 (ignore it) (default 0.6)")
+    _sampling_args(p, "out.mp4")
+    p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser("image", help="text to image (a one-frame video)")
+    p.add_argument("prompt")
+    p.add_argument("--size", type=parse_size, default=None, metavar="WxH", help="image size (default: the model's)")
+    _sampling_args(p, "out.png")
+    p.set_defaults(func=cmd_image)
+
+
+def _check_out(out: Path, inputs: list[Path]) -> None:
+    """-o names a file in an existing folder, and never one of the inputs."""
+    if out.is_dir():
+        raise UsageError(f"-o {out} is a folder; give a file name such as {out / 'out.mp4'}")
+    if not out.parent.is_dir():
+        raise UsageError(f"the output folder {out.parent} does not exist")
+    _not_an_input(out, inputs)
+
+
+def _not_an_input(out: Path, inputs: list[Path]) -> None:
+    for path in inputs:
+        if out.exists() and path.exists() and out.samefile(path):
+            raise UsageError(f"-o {out} is the input {path}; write the output to another file (inputs are never changed)")
+
+
+def _check_sampling(args) -> None:
+    """The shared options' cheap checks."""
+    import math
+
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    if args.guidance is not None and not math.isfinite(args.guidance):
+        raise UsageError(f"--guidance must be a finite number, got {args.guidance}")
+    if not -2**63 <= args.seed < 2**64:
+        raise UsageError(f"--seed must fit in 64 bits, got {args.seed}")
+    model_dir = args.model or default_model_dir()
+    if not model_dir.is_dir():
+        hint = "" if args.model else "; train one or pass --model DIR"
+        raise UsageError(f"no model folder at {model_dir}{hint}")
+
+
+def _generate_given(args):
+    """generate's --image and --loop as what the pipeline is given (None: text alone)."""
+    if args.image is None and not args.loop:
+        return None
+    from .video.inputs import read_image
+
+    image = None
+    if args.image is not None:
+        _not_an_input(args.out, [args.image])
+        image = read_image(args.image)
+    from .pipeline import Given
+
+    return Given(image=image, loop=args.loop)
+
+
+def _sidecar_prompt(clip: Path) -> tuple[str, bool] | None:
+    """The caption (else the prompt) in CLIP.json, which framecast writes beside the clips it makes,
+    and whether it is a caption (already detailed: not expanded again)."""
+    try:
+        doc = json.loads(clip.with_suffix(".json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    for key in ("caption", "prompt"):
+        if isinstance(doc.get(key), str) and doc[key].strip():
+            return doc[key], key == "caption"
+    return None
+
+
+def _read_clips(paths: list[Path]) -> list[tuple]:
+    from .video.inputs import read_clip
+
+    return [read_clip(p) for p in paths]
+
+
+def _run_media(args, prompt: str, given, seconds: float, notes: list[str], image: bool = False) -> int:
+    """Load the model, generate with a progress bar, print the notices, write the output."""
+    import time
+    import warnings
+
+    from tqdm import tqdm
+
+    from .safety import PolicyViolation, enforce
+
+    try:
+        enforce(prompt, f"framecast {args.command}")  # before any model loads
+    except PolicyViolation as e:
+        print(f"framecast: {e}", file=sys.stderr)
+        return 3
+    from .pipeline import Framecast, SampleOptions, generate, generate_image
+    from .provenance import Generation, write_marked_mp4, write_marked_png
+
+    model_dir = args.model or default_model_dir()
+    model = Framecast.load(model_dir)
+    w, h = getattr(args, "size", None) or (None, None)
+    opts = SampleOptions(seconds=seconds, width=w, height=h, seed=args.seed, steps=args.steps, guidance=args.guidance,
+                         negative_prompt=args.negative_prompt, sampler=args.sampler, expand=args.expand)
+    start = time.perf_counter()
+    with (tqdm(desc="sampling", unit="step", total=opts.steps or model.meta.steps) as bar,
+          warnings.catch_warnings(record=True) as caught):
+        warnings.simplefilter("always", UserWarning)
+
+        def progress(i: int, n: int) -> None:
+            bar.total = n
+            bar.update(i - bar.n)
+
+        if image:
+            frame, more = generate_image(model, prompt, opts, progress)
+            frames, fps = frame[None], None
+        else:
+            frames, fps, more = generate(model, prompt, opts, progress, given=given)
+        bar.total = bar.n  # an edit at strength 0 takes no step
+        bar.refresh()
+    for note in [*notes, *more, *(str(c.message) for c in caught if issubclass(c.category, UserWarning))]:
+        print(f"framecast: note: {note}", file=sys.stderr)
+    settings = {"seed": args.seed, "size": f"{frames.shape[2]}x{frames.shape[1]}", "task": args.command,
+                "steps": opts.steps or model.meta.steps}
+    gen = Generation(model_dir.resolve().name, settings=settings,
+                     prompt=prompt if getattr(args, "include_prompt", False) else None)
+    if image:
+        write_marked_png(args.out, frames[0].numpy(), gen)
+    else:
+        write_marked_mp4(args.out, frames.numpy(), fps, gen)
+    seconds_taken = time.perf_counter() - start
+    shape = f"{frames.shape[2]}x{frames.shape[1]}"
+    what = shape if image else f"{frames.shape[0]} frames, {shape}, {fps:g} fps"
+    print(f"wrote {args.out} ({what}) in {seconds_taken:.1f} s")
+    return 0
+
+
+def _clip_prompt(args, clip: Path) -> tuple[str, list[str]]:
+    """The prompt of extend / connect: as given, else the clip's caption beside it, else none."""
+    if args.prompt is not None:
+        if not args.prompt.strip():
+            raise UsageError("the prompt is empty")
+        return args.prompt, []
+    found = _sidecar_prompt(clip)
+    if found is not None:
+        text, is_caption = found
+        if is_caption:
+            args.expand = False  # a caption is what expansion would make
+        return text, [f"prompt taken from {clip.with_suffix('.json').name}: {text}"]
+    args.expand = False  # nothing to expand
+    return "", ["no prompt: the new frames follow the clip alone"]
+
+
+def cmd_extend(args) -> int:
+    _check_sampling(args)
+    _check_out(args.out, [args.input])
+    ((frames, fps),) = _read_clips([args.input])
+    from .pipeline import Given
+
+    given = Given(after=frames, fps=fps) if args.backward else Given(before=frames, fps=fps)
+    prompt, notes = _clip_prompt(args, args.input)
+    return _run_media(args, prompt, given, args.seconds, notes)
+
+
+def cmd_connect(args) -> int:
+    _check_sampling(args)
+    _check_out(args.out, [args.first, args.second])
+    (a, fps_a), (b, fps_b) = _read_clips([args.first, args.second])
+    if fps_a and fps_b and abs(fps_a - fps_b) > 0.01 * max(fps_a, fps_b):
+        raise UsageError(f"{args.first} is {fps_a:g} fps but {args.second} is {fps_b:g} fps; "
+                         "connect needs two clips of one frame rate")
+    from .pipeline import Given
+
+    prompt, notes = _clip_prompt(args, args.first)
+    return _run_media(args, prompt, Given(before=a, after=b, fps=fps_a or fps_b), args.seconds, notes)
+
+
+def cmd_edit(args) -> int:
+    _check_sampling(args)
+    if not args.prompt.strip():
+        raise UsageError("the prompt is empty")
+    _check_out(args.out, [args.input])
+    ((frames, fps),) = _read_clips([args.input])
+    from .pipeline import Given
+
+    strength = {} if args.strength is None else {"strength": args.strength}
+    return _run_media(args, args.prompt, Given(source=frames, fps=fps, **strength), DEFAULT_SECONDS, [])
+
+
+def cmd_image(args) -> int:
+    from PIL import Image
+
+    _check_sampling(args)
+    if not args.prompt.strip():
+        raise UsageError("the prompt is empty")
+    _check_out(args.out, [])
+    if args.out.suffix.lower() not in Image.registered_extensions():
+        raise UsageError(f"cannot tell an image format from {args.out.name}; name it .png or .jpg")
+    return _run_media(args, args.prompt, None, DEFAULT_SECONDS, [], image=True)
 
 
 def cmd_serve(args) -> int:

@@ -10,20 +10,23 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from . import windows
 from .config import PRESETS, ModelConfig
-from .flow.guidance import cfg as guided
 from .flow.samplers import SAMPLERS
-from .flow.schedules import resolution_shift, sampling_times
 from .models.dit import DiT
 from .models.text import DEFAULT_ENCODER, TextEncoder
 from .models.vae import VideoVAE
+from .render import Job, render
+from .video.inputs import resize
 from .world.expand import expand_prompt
 from .world.scene import SceneError
 
@@ -45,6 +48,51 @@ class SampleOptions:
     negative_prompt: str = ""
     sampler: str | None = None
     expand: bool = True  # expand a short prompt into the detailed caption style the model trained on
+    context: int | None = None  # latent frames a window is given from the one before (None: the model's)
+
+
+@dataclass
+class Given:
+    """What a generation is given besides the prompt; frames are uint8 arrays or tensors (T, H, W, 3).
+
+    The output is image/before + the new frames + after: given images and clips are kept as
+    they are, resized (with a notice) only to a size the model makes. The new frames number
+    round(seconds x fps); image-to-video counts the image as the first frame of its seconds, a
+    short connecting transition is rounded to 4k - 1 frames (with a notice), and an edit makes
+    as many frames as its source.
+    """
+
+    image: Any = None  # (H, W, 3): the first frame (image-to-video)
+    before: Any = None  # the new frames continue this clip (extend forward; the first clip of connect)
+    after: Any = None  # the new frames lead into this clip (extend backward; the second clip of connect)
+    source: Any = None  # a clip to edit (SDEdit): the output replaces it, frame for frame
+    strength: float = 0.6  # how far the source is noised: 0 keeps it, 1 ignores it
+    loop: bool = False  # the last frame flows back into the first
+    fps: float | None = None  # the given clips' frame rate (None or 0: the model's)
+
+    def frames(self) -> dict[str, np.ndarray]:
+        """The given images and clips by field name, as (T, H, W, 3) uint8 arrays."""
+        out = {}
+        for name in ("image", "before", "after", "source"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            array = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+            if name == "image":
+                if array.ndim != 3:
+                    raise ValueError(f"the image must be (height, width, 3), got {array.shape}")
+                array = array[None]
+            if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
+                raise ValueError(f"{_MEDIA_NAMES[name]} must be uint8 frames (T, H, W, 3), got {array.shape} {array.dtype}")
+            if min(array.shape[:3]) < 1:
+                raise ValueError(f"{_MEDIA_NAMES[name]} holds no frames" if array.shape[0] < 1 else
+                                 f"{_MEDIA_NAMES[name]} has no pixels")
+            out[name] = array
+        return out
+
+
+_MEDIA_NAMES = {"image": "the image", "before": "the clip", "after": "the clip", "source": "the source clip"}
+MEDIA_AREA = (0.5, 4.0)  # a given image or clip keeps its size within these multiples of the model's own area
 
 
 @dataclass
@@ -61,6 +109,8 @@ class ModelMeta:
     latent_std: list[float] = field(default_factory=list)
     text_encoder: str = DEFAULT_ENCODER
     decode_chunk: int = 4  # latent frames decoded at a time: memory stays flat for long clips
+    window: int = 13  # latent frames the DiT makes at once (its training clips'); longer clips go window by window
+    context: int = 2  # latent frames each window is given from the one before (and from a clip it leads into)
 
 
 _NO_TEXT = torch.nn.Identity()  # stands in for the text encoder while load() checks the weights
@@ -173,10 +223,20 @@ def _read_config(path: Path) -> tuple[ModelConfig, ModelMeta]:
         raise ValueError(f"{path}: the VAE makes {c} latent channels but the DiT takes {config.dit.latent_channels}")
     if not (isinstance(meta.decode_chunk, int) and meta.decode_chunk >= 1):
         raise ValueError(f"{path}: meta.decode_chunk must be a whole number of at least 1, got {meta.decode_chunk!r}")
+    check_windows(meta.window, meta.context, f"{path}: meta.")
     for name in ("latent_mean", "latent_std"):
         if len(getattr(meta, name)) not in (0, c):
             raise ValueError(f"{path}: meta.{name} has {len(getattr(meta, name))} values for {c} latent channels")
     return config, meta
+
+
+def check_windows(window: object, context: object, where: str = "") -> None:
+    """A window of latent frames must hold a head and a tail context with a frame to make between them."""
+    for name, value in (("window", window), ("context", context)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{where}{name} must be a whole number of at least 1, got {value!r}")
+    if 2 * context + 1 > window:
+        raise ValueError(f"{where}window ({window}) must be at least 2 x context + 1 ({2 * context + 1}) latent frames")
 
 
 def _which_preset(name: str, weights: dict[str, torch.Tensor]) -> str:
@@ -247,8 +307,8 @@ def expand(prompt: str, seed: int, aspect: float, seconds: float) -> str:
                          "to the model as written)") from None
 
 
-def _check(prompt: str, opts: SampleOptions, steps: int, scale: float, sampler: str) -> None:
-    if not isinstance(prompt, str) or not prompt.strip():
+def _check(prompt: str, opts: SampleOptions, steps: int, scale: float, sampler: str, empty_ok: bool = False) -> None:
+    if not isinstance(prompt, str) or not (prompt.strip() or empty_ok):
         raise ValueError("the prompt is empty")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a whole number of at least 1, got {steps}")
@@ -260,53 +320,135 @@ def _check(prompt: str, opts: SampleOptions, steps: int, scale: float, sampler: 
         raise ValueError(f"seed must fit in 64 bits, got {opts.seed}")
 
 
-@torch.no_grad()
-def generate(model: Framecast, prompt: str, opts: SampleOptions,
-             progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, float, list[str]]:
-    """Text -> video frames (T, H, W, 3) uint8, the frame rate, and notices for the user.
+def _check_given(given: Given, media: dict[str, np.ndarray]) -> None:
+    if given.source is not None and len(media) > 1:
+        raise ValueError("an edit starts from its source clip alone: no image, clip before or after, or loop")
+    if given.source is not None and given.loop:
+        raise ValueError("an edit cannot also loop")
+    if given.image is not None and given.before is not None:
+        raise ValueError("give an image or a clip to continue, not both")
+    if given.loop and (given.before is not None or given.after is not None):
+        raise ValueError("a loop is made from text or from an image, not from clips")
+    if not (isinstance(given.strength, (int, float)) and 0.0 <= given.strength <= 1.0):
+        raise ValueError(f"strength must be between 0 and 1, got {given.strength}")
+    if given.fps is not None and not (given.fps >= 0 and math.isfinite(given.fps)):
+        raise ValueError(f"the given clips' fps must be a positive number, got {given.fps}")
 
-    progress(i, n) is called after each of the n sampling steps, i = 1..n.
-    """
+
+def media_size(meta: ModelMeta, multiple: tuple[int, int], width: int, height: int) -> tuple[int, int]:
+    """The size to make for a given image or clip of width x height: its own if the model makes it
+    well (a multiple of the model's, within MEDIA_AREA times its area), else the model's area at
+    its aspect ratio."""
+    mw, mh = multiple
+    area = meta.width * meta.height
+    low, high = MEDIA_AREA
+    if width % mw == 0 and height % mh == 0 and low * area <= width * height <= high * area:
+        return width, height
+    scale = math.sqrt(area / (width * height))
+    w, h, _ = snap_size(max(1, round(width * scale)), max(1, round(height * scale)), multiple)
+    return w, h
+
+
+def _plan(model: Framecast, given: Given, n: int, context: int, before: int, after: int) -> list[windows.Window]:
+    """The windows that make n new frames between `before` and `after` given frames."""
+    tf, window = model.vae.temporal_factor, model.meta.window
+    if given.loop:
+        return windows.loop(n, window, context, tf, before)
+    if after and before:
+        return windows.connect(n, window, context, tf, before, after)
+    if after:
+        return windows.backward(n, window, context, tf, after)
+    plan = windows.forward(n, window, context, tf, before)
+    pt = model.config.dit.patch_size[0]
+    if pt > 1 and len(plan) == 1 and not before:  # one window of whole temporal patches; the extra frames are cut
+        w = plan[0]
+        plan = [windows.Window(0, math.ceil(w.new / pt) * pt, 0, w.keep)]
+    return plan
+
+
+def prepare(model: Framecast, prompt: str, opts: SampleOptions, given: Given | None = None) -> Job:
+    """Check a request and plan it: the size, frame rate, windows and text of what generate() makes."""
     meta = model.meta
+    given = given or Given()
     notes: list[str] = []
+    media = given.frames()
+    _check_given(given, media)
     steps = meta.steps if opts.steps is None else opts.steps
     scale = float(meta.guidance if opts.guidance is None else opts.guidance)
-    sampler = SAMPLERS.get(opts.sampler or meta.sampler)
-    _check(prompt, opts, steps, scale, opts.sampler or meta.sampler)
-    fps = meta.fps if opts.fps is None else opts.fps
-    n_frames = frame_count(opts.seconds, fps)
+    sampler_name = opts.sampler or meta.sampler
+    _check(prompt, opts, steps, scale, sampler_name, empty_ok=bool(media))
+    context = meta.context if opts.context is None else opts.context
+    check_windows(meta.window, context)
+    clips = [k for k in ("before", "after", "source") if k in media]
+    fps = (given.fps or meta.fps) if clips else (meta.fps if opts.fps is None else opts.fps)
+    if clips and abs(fps - meta.fps) > 0.01 * meta.fps:
+        notes.append(f"the clip is {fps:g} fps but the model makes {meta.fps:g} fps: the new frames keep the "
+                     f"clip's rate, and their motion may run at the model's pace")
     sf, tf = model.vae.spatial_factor, model.vae.temporal_factor
     pt, ph, pw = model.config.dit.patch_size
-    w, h, note = snap_size(meta.width if opts.width is None else opts.width,
-                           meta.height if opts.height is None else opts.height, (sf * pw, sf * ph))
-    if note:
-        notes.append(note)
-    text = expand(prompt, opts.seed, w / h, n_frames / fps) if opts.expand else prompt
-    if text != prompt:
-        notes.append(EXPANDED + text)
-    latent_t = 1 + math.ceil((n_frames - 1) / tf)  # decode makes 1 + tf (T' - 1) >= n_frames; the rest is cut
-    latent_t = math.ceil(latent_t / pt) * pt
+    multiple = (sf * pw, sf * ph)
+    if opts.width is not None or opts.height is not None or not media:
+        w, h, note = snap_size(meta.width if opts.width is None else opts.width,
+                               meta.height if opts.height is None else opts.height, multiple)
+        if note:
+            notes.append(note)
+    else:
+        first = next(iter(media.values()))
+        w, h = media_size(meta, multiple, first.shape[2], first.shape[1])
+    names = dict(_MEDIA_NAMES, before="the first clip", after="the second clip") if len(clips) == 2 else _MEDIA_NAMES
+    for name, array in media.items():
+        if array.shape[1:3] != (h, w):
+            notes.append(f"{names[name]} was resized from {array.shape[2]}x{array.shape[1]} to {w}x{h} "
+                         f"(a size the model makes: multiples of {multiple[0]}x{multiple[1]} near {meta.width}x{meta.height})")
+            media[name] = resize(array, w, h)
+    frames = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in media.items()}  # ours: inputs stay untouched
+    before = frames.get("image", frames.get("before"))
+    after = frames.get("after")
+    if "source" in frames:
+        n = len(frames["source"])
+    else:
+        n = frame_count(opts.seconds, fps) - ("image" in frames)
+    plan = _plan(model, given, n, context, len(before) if before is not None else 0,
+                 len(after) if after is not None else 0)
+    if pt > 1 and (len(plan) > 1 or media):
+        raise ValueError(f"this model's DiT patches {pt} latent frames together; windows and given frames need 1")
+    made = windows.frames_made(plan)
+    if made != n:
+        notes.append(f"the transition is {made} frames ({made / fps:.2f} s), not {n}: a short one is made in "
+                     f"steps of {tf} frames")
+    total = made + sum(len(x) for x in (before, after) if x is not None)
+    text = prompt
+    if opts.expand and prompt.strip():
+        text = expand(prompt, opts.seed, w / h, max(total, 1) / fps)
+        if text != prompt:
+            notes.append(EXPANDED + text)
     param = next(model.dit.parameters())
-    device, dtype = param.device, param.dtype
-    shape = (1, model.config.dit.latent_channels, latent_t, h // sf, w // sf)
-    gen = torch.Generator().manual_seed(opts.seed)  # CPU noise: same seed, same video on any device
-    x = torch.randn(shape, generator=gen).to(device)  # the sampler state stays fp32
-
     # the negative prompt is encoded only when guidance uses it, so it can never change an unguided video
     prompts = [text, opts.negative_prompt] if scale != 1.0 else [text]
     tokens, mask = model.text(prompts)  # (B, M, D), (B, M)
-    tokens, mask = tokens.to(device, dtype), mask.to(device)
-    pos, neg = (tokens[:1], mask[:1]), (tokens[1:], mask[1:])
+    tokens, mask = tokens.to(param.device, param.dtype), mask.to(param.device)
+    return Job(plan=plan, fps=fps, width=w, height=h, seed=opts.seed, steps=steps, scale=scale,
+               sampler=SAMPLERS[sampler_name], text=((tokens[:1], mask[:1]), (tokens[1:], mask[1:])),
+               before=before, after=after, source=frames.get("source"), strength=float(given.strength),
+               loop=given.loop, notes=notes)
 
-    def model_fn(x, t, cond):
-        text, text_mask = cond
-        return model.dit(x.to(dtype), t, text, text_mask).float()
 
-    grid = model.dit.grid(shape)
-    times = sampling_times(steps, resolution_shift(grid[0] * grid[1] * grid[2]))
-    cb = (lambda i, n, _: progress(i + 1, n)) if progress else None
-    z = sampler(guided(model_fn, scale), x, times, (pos, neg), callback=cb)
-    vae_dtype = next(model.vae.parameters()).dtype
-    video = model.vae.decode(model.denormalize(z).to(vae_dtype), chunk=meta.decode_chunk)  # (1, 3, T, H, W)
-    frames = ((video[0, :, :n_frames].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (3, T, H, W)
-    return frames.permute(1, 2, 3, 0).cpu(), fps, notes
+@torch.no_grad()
+def generate(model: Framecast, prompt: str, opts: SampleOptions,
+             progress: Callable[[int, int], None] | None = None,
+             given: Given | None = None) -> tuple[torch.Tensor, float, list[str]]:
+    """Text (and any given image or clips) -> video frames (T, H, W, 3) uint8, the frame rate, and
+    notices for the user.
+
+    progress(i, n) is called after each of the n sampling steps (of all windows), i = 1..n.
+    """
+    job = prepare(model, prompt, opts, given)
+    return torch.cat(list(render(model, job, progress))), job.fps, job.notes
+
+
+def generate_image(model: Framecast, prompt: str, opts: SampleOptions,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Text -> an image (H, W, 3) uint8: a one-frame video."""
+    fps = model.meta.fps
+    frames, _, notes = generate(model, prompt, replace(opts, seconds=1 / fps, fps=fps), progress)
+    return frames[0], notes

@@ -28,3 +28,15 @@ def sampling_times(steps: int, shift: float = 1.0) -> torch.Tensor:
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     return shift_time(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift)
+
+
+def start_at(times: torch.Tensor, t0: float) -> torch.Tensor:
+    """A schedule begun part way, at flow time t0 (SDEdit): t0, then the times below it.
+
+    t0 >= 1 is the whole schedule; t0 = 0 is no step at all.
+    """
+    if not 0.0 <= t0:
+        raise ValueError(f"the start time must be at least 0, got {t0}")
+    if t0 >= 1.0:
+        return times
+    return torch.cat([torch.tensor([t0], dtype=times.dtype), times[times < t0]])

@@ -14,7 +14,7 @@ from .verify import format_report, verify_file
 from .watermark import detect, embed, video_id
 
 __all__ = ["Generation", "detect", "embed", "format_report", "read_manifest", "sign_mp4", "verify_file",
-           "video_id", "write_marked_mp4"]
+           "video_id", "write_marked_mp4", "write_marked_png"]
 
 
 def write_marked_mp4(path: str | Path, frames: np.ndarray, fps: float, gen: Generation) -> dict:
@@ -23,7 +23,19 @@ def write_marked_mp4(path: str | Path, frames: np.ndarray, fps: float, gen: Gene
     {"watermark_id", "credentials" (where the signing key came from), "embed_s", "sign_s"}."""
     from ..video.io import write_mp4
 
-    frames = np.asarray(frames)
+    return _write_marked(path, frames, lambda p, marked: write_mp4(p, marked, fps), "video/mp4", gen)
+
+
+def write_marked_png(path: str | Path, frame: np.ndarray, gen: Generation) -> dict:
+    """A generated still (H, W, 3) as PNG, watermarked and signed like a video."""
+    from PIL import Image
+
+    return _write_marked(path, np.asarray(frame)[None],
+                         lambda p, marked: Image.fromarray(marked[0]).save(p, format="PNG"), "image/png", gen)
+
+
+def _write_marked(path: str | Path, frames: np.ndarray, write, mime: str, gen: Generation) -> dict:
+    frames = np.asarray(frames)  # (T, H, W, 3) uint8
     path = Path(path)
     t0 = time.perf_counter()
     ident = video_id(frames)
@@ -32,10 +44,10 @@ def write_marked_mp4(path: str | Path, frames: np.ndarray, fps: float, gen: Gene
     unsigned = path.with_name(path.name + ".unsigned")
     signed = path.with_name(path.name + ".signed")
     try:
-        write_mp4(unsigned, marked, fps)
+        write(unsigned, marked)
         t2 = time.perf_counter()
         gen = Generation(gen.model, f"{ident:08x}", gen.settings, gen.prompt)
-        source = sign_mp4(unsigned, signed, gen)
+        source = sign_mp4(unsigned, signed, gen, mime)
         os.replace(signed, path)  # a crash never leaves an unsigned or half-signed file under the name
         t3 = time.perf_counter()
     finally:

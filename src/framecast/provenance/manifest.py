@@ -46,8 +46,9 @@ def manifest_definition(gen: Generation, title: str) -> dict:
                            {"label": FRAMECAST_ASSERTION, "data": record}]}
 
 
-def sign_mp4(src: str | Path, dst: str | Path, gen: Generation) -> str:
-    """Write dst: src with a signed C2PA manifest embedded. Returns where the credentials came from."""
+def sign_mp4(src: str | Path, dst: str | Path, gen: Generation, mime: str = "video/mp4") -> str:
+    """Write dst: src (an mp4, or another format c2pa embeds into, e.g. image/png) with a signed
+    C2PA manifest embedded. Returns where the credentials came from."""
     import c2pa
 
     creds = signing_credentials()
@@ -58,7 +59,7 @@ def sign_mp4(src: str | Path, dst: str | Path, gen: Generation) -> str:
         raise ValueError(f"the C2PA signing certificate or key ({creds.source}) is not usable: {e}") from None
     with signer, c2pa.Builder(manifest_definition(gen, Path(dst).name), context=context) as builder, \
             open(src, "rb") as source, open(dst, "w+b") as dest:
-        builder.sign(signer, "video/mp4", source, dest)
+        builder.sign(signer, mime, source, dest)
     return creds.source
 
 
