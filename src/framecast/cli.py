@@ -289,16 +289,10 @@ def _generate_jobs(args) -> list[tuple[str, Path, int]]:
 
 def cmd_generate(args) -> int:
     import dataclasses
-    import math
     import time
     import warnings
 
-    if args.steps is not None and args.steps < 1:
-        raise UsageError(f"--steps must be at least 1, got {args.steps}")
-    if args.guidance is not None and not math.isfinite(args.guidance):
-        raise UsageError(f"--guidance must be a finite number, got {args.guidance}")
-    if not -2**63 <= args.seed < 2**64:
-        raise UsageError(f"--seed must fit in 64 bits, got {args.seed}")
+    _check_options(args)
     jobs = _generate_jobs(args)
     from .safety import PolicyViolation, enforce
 
@@ -313,10 +307,7 @@ def cmd_generate(args) -> int:
             print(f"framecast: skipped {out.name}: {e}", file=sys.stderr)
             continue
         allowed.append((prompt, out, seed))
-    model_dir = args.model or default_model_dir()
-    if not model_dir.is_dir():
-        hint = "" if args.model else "; train one or pass --model DIR"
-        raise UsageError(f"no model folder at {model_dir}{hint}")
+    model_dir = _model_dir(args)
     given = _generate_given(args)  # None for plain text-to-video
     # heavy imports after the cheap checks: bad input fails at once
     from tqdm import tqdm
@@ -439,8 +430,8 @@ def _not_an_input(out: Path, inputs: list[Path]) -> None:
             raise UsageError(f"-o {out} is the input {path}; write the output to another file (inputs are never changed)")
 
 
-def _check_sampling(args) -> None:
-    """The shared options' cheap checks."""
+def _check_options(args) -> None:
+    """The sampling options' cheap checks, shared by every generating command."""
     import math
 
     if args.steps is not None and args.steps < 1:
@@ -449,10 +440,21 @@ def _check_sampling(args) -> None:
         raise UsageError(f"--guidance must be a finite number, got {args.guidance}")
     if not -2**63 <= args.seed < 2**64:
         raise UsageError(f"--seed must fit in 64 bits, got {args.seed}")
+
+
+def _model_dir(args) -> Path:
+    """--model, else the shipped model; a missing folder is bad input."""
     model_dir = args.model or default_model_dir()
     if not model_dir.is_dir():
         hint = "" if args.model else "; train one or pass --model DIR"
         raise UsageError(f"no model folder at {model_dir}{hint}")
+    return model_dir
+
+
+def _check_sampling(args) -> None:
+    """The shared options' cheap checks, and that the model folder exists."""
+    _check_options(args)
+    _model_dir(args)
 
 
 def _generate_given(args):
@@ -508,7 +510,7 @@ def _run_media(args, prompt: str, given, seconds: float, notes: list[str], image
     from .pipeline import Framecast, SampleOptions, generate, generate_image
     from .provenance import Generation, write_marked_mp4, write_marked_png
 
-    model_dir = args.model or default_model_dir()
+    model_dir = _model_dir(args)
     model = Framecast.load(model_dir)
     w, h = getattr(args, "size", None) or (None, None)
     opts = SampleOptions(seconds=seconds, width=w, height=h, seed=args.seed, steps=args.steps, guidance=args.guidance,
@@ -619,10 +621,7 @@ def cmd_serve(args) -> int:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     keys = args.api_key if args.api_key is not None else os.environ.get("FRAMECAST_API_KEY", "").split(",")
     keys = tuple(k.strip() for k in keys if k.strip())
-    model_dir = args.model or default_model_dir()
-    if not model_dir.is_dir():
-        hint = "" if args.model else "; train one or pass --model DIR"
-        raise UsageError(f"no model folder at {model_dir}{hint}")
+    model_dir = _model_dir(args)
     # heavy imports after the cheap checks: bad input fails at once
     from .server.app import serve
     from .server.settings import DEFAULT_DATA_DIR, ServerSettings
