@@ -20,7 +20,9 @@ from framecast.train.trainer import load_ema_weights
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
-ENV = {**os.environ, "OMP_NUM_THREADS": "1",
+# fp32: bf16 autocast rounds a half batch differently from a whole one, and these tests check
+# the distributed arithmetic far inside the 5%
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "FRAMECAST_BF16": "0",
        "PYTHONPATH": os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)}
 TRAIN = ["--preset", "tiny", "--steps", "10", "--batch-size", "8", "--seed", "0"]
 
@@ -57,7 +59,7 @@ def test_two_processes_follow_one_with_the_same_global_batch(runs):
     one, two = runs
     a, b = losses(one / "log.jsonl"), losses(two / "log.jsonl")
     assert list(a) == list(b)  # rank 0 alone wrote the log: every step once
-    assert {s for s, _ in a} == {"vae", "dit"} and ("dit", 10) in a
+    assert {s for s, _ in a} == {"vae", "dit", "decoder"} and ("dit", 10) in a
     for key in a:
         assert b[key] == pytest.approx(a[key], rel=0.05), key  # the bound
         assert b[key] == pytest.approx(a[key], rel=1e-3), key  # what one global order gives

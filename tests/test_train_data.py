@@ -12,6 +12,7 @@ from framecast.models.text import TextEncoder
 from framecast.models.vae import VideoVAE
 from framecast.train.data import (Bucket, LatentStream, ShardStream, WorldStream, cache_latents, latent_stats,
                                   parse_buckets)
+from framecast.train.trainer import bf16_autocast
 from framecast.world.clip import make_clip
 from framecast.world.dataset import WorldDataConfig, write_world_shards
 
@@ -191,9 +192,11 @@ def test_cache_latents_layout(frames_root, latents_root, text_encoder):
     assert got["__key__"] == src["__key__"] and got["json"] == src["json"]
     z = got["latents"]
     assert z.dtype == np.float16 and z.shape == (4, 3, 4, 4)
-    with torch.no_grad():
+    # the cache runs the VAE under the same autocast as training (bf16 where the CPU has it)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_autocast(torch.device("cpu")))
+    with torch.no_grad(), autocast:
         video = torch.from_numpy(src["frames"]).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
-        want = vae.encode(video).mean[0]
+        want = vae.encode(video).mean[0].float()
     torch.testing.assert_close(torch.from_numpy(z).float(), want, atol=2e-3, rtol=2e-3)
     for name in ("caption", "prompt"):
         tokens, mask = text_encoder([src["json"][name]])

@@ -460,12 +460,9 @@ def cache_latents(vae, text_encoder, src_root, out_root, batch_size: int = 16, d
         try:
             with tqdm(total=index["clips"], initial=index["clips"] - n_todo, unit="clip", desc="caching latents",
                       disable=not progress, dynamic_ncols=True) as bar:
-                # bf16 where the hardware has it (as in training): latents are stored as fp16 anyway
-                dev = torch.device(device)
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16_autocast(dev)):
-                    for i in todo:
-                        _cache_shard(vae, text_encoder, src / shards[i]["name"], out / shards[i]["name"],
-                                     batch_size, device, bar.update)
+                for i in todo:
+                    _cache_shard(vae, text_encoder, src / shards[i]["name"], out / shards[i]["name"], batch_size,
+                                 device, bar.update)
         finally:
             vae.train(modes[0])
             text_encoder.train(modes[1])
@@ -528,7 +525,11 @@ def _cache_shard(vae, text_encoder, src: Path, dst: Path, batch_size: int, devic
     with ShardWriter(dst) as w:
         while group := [s for _, s in zip(range(batch_size), samples)]:
             video = torch.stack([frames_to_tensor(s[FRAMES]) for s in group]).to(device)  # (B, 3, T, H, W)
-            latents = vae.encode(video).mean.half().cpu().numpy()  # (B, C, T', H', W')
+            # the VAE in bf16 where the hardware has it, as it trained (latents are stored as fp16 anyway);
+            # the text encoder in fp32, as generation runs it
+            dev = torch.device(device)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16_autocast(dev)):
+                latents = vae.encode(video).mean.half().cpu().numpy()  # (B, C, T', H', W')
             texts = [s["json"].get(name, "") for name in TEXT_FIELDS for s in group]  # captions, then prompts
             tokens, mask = text_encoder(texts)  # (2B, M, D), (2B, M): one call for both
             tokens, mask = tokens.half().cpu(), mask.cpu()

@@ -108,18 +108,22 @@ def vae_loss_fn(kl_weight: float, device: torch.device, crop: tuple[int, int, in
         video = batch["video"]  # (b, 3, T, H, W): rows [start, stop) of `total` clips
         start, stop, total = batch_rows(batch, video.shape[0])
         if crop is not None:
-            video = random_crop(video, crop, generator, rows=(start, stop, total))
+            video = random_crop(video, crop, generator, crop_tries, rows=(start, stop, total))
         video = video.to(device)
         share = video.shape[0] / total  # of every mean over the global batch
         weight = 1.0 + fg_weight * foreground(video).float()
         weight = weight / (global_sum(weight.mean() * share))  # normalised by the global mean
-        post = vae.encode(video)
-        noise = torch.randn((total, *post.mean.shape[1:]), generator=generator)[start:stop]  # as Posterior.sample
-        recon = vae.decode(post.mean + torch.exp(0.5 * post.logvar) * noise.to(post.mean))
+        if decoder_only:
+            with torch.no_grad():
+                z, kl = vae.encode(video).mean, torch.zeros(())
+        else:
+            post = vae.encode(video)
+            noise = torch.randn((total, *post.mean.shape[1:]), generator=generator)[start:stop]  # as Posterior.sample
+            z, kl = post.mean + torch.exp(0.5 * post.logvar) * noise.to(post.mean), post.kl() * share
+        recon = vae.decode(z)
         err = recon.float() - video.float()
         l1 = (err.abs() * weight).mean() * share
         sq = err.pow(2)
-        kl = post.kl() * share
         loss = l1 + (sq * weight).mean() * share + kl_weight * kl
         l1_g, kl_g, mse_g = global_sum(torch.stack([l1, kl, sq.mean() * share]).float()).tolist()
         psnr = 10 * math.log10(4.0 / max(mse_g, 1e-10))
