@@ -11,38 +11,19 @@ encoded again with x264's stock settings (CRF 23 unless the attack says otherwis
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import tempfile
 import time
 from functools import partial
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from framecast.provenance import Generation, verify_file, watermark, write_marked_mp4
-from framecast.video.io import read_mp4, write_mp4
+from framecast.video.io import h264_round_trip, read_mp4, write_mp4
 from framecast.world.clip import make_clip
-
-
-def h264(frames: np.ndarray, crf: int, fps: float) -> np.ndarray:
-    """Encode and decode with x264's stock settings (as `ffmpeg -crf N` would)."""
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        s = out.add_stream("libx264", rate=round(fps))
-        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        s.options = {"crf": str(crf)}
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
-    buf.seek(0)
-    with av.open(buf) as c:
-        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])])
 
 
 def resize(frames: np.ndarray, factor: float) -> np.ndarray:
@@ -76,7 +57,7 @@ def attacked(video: np.ndarray, name: str) -> np.ndarray:
     if fn is None:
         return video
     out, crf = fn(video)
-    return h264(out, crf, FPS / 2 if name == "every other frame" else FPS)
+    return h264_round_trip(out, crf, FPS / 2 if name == "every other frame" else FPS)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -86,7 +67,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def framecast_mp4(frames: np.ndarray, ident: int) -> tuple[np.ndarray, float]:
     """Marked frames as they come back out of framecast's own mp4 (CRF 18), and the PSNR."""
     marked = watermark.embed(frames, ident)
-    return h264(marked, 18, FPS), psnr(marked, frames)
+    return h264_round_trip(marked, 18, FPS), psnr(marked, frames)
 
 
 def robustness(n: int, size: int, seconds: float, names: list[str]) -> dict[str, tuple[float, float, float, int]]:
@@ -120,7 +101,7 @@ def false_positives(n: int, size: int) -> tuple[int, int, float]:
             video = np.full((24, size, size, 3), rng.integers(0, 256), np.uint8)
         else:
             video = make_clip(50_000 + i, 4, FPS, size, size).frames
-        d = watermark.detect(h264(video, 23, FPS))
+        d = watermark.detect(h264_round_trip(video, 23, FPS))
         flagged += d.detected
         smallest_p = min(smallest_p, d.p_value)
     return flagged, n, smallest_p

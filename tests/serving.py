@@ -13,11 +13,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from framecast.config import PRESETS
-from framecast.pipeline import Framecast, ModelMeta
+from framecast.pipeline import ModelMeta
+from tiny import tiny_model
 
 FRAMECAST = Path(sys.executable).with_name("framecast")
 META = ModelMeta(fps=8.0, width=32, height=32, steps=2, guidance=4.0)
@@ -25,13 +24,7 @@ META = ModelMeta(fps=8.0, width=32, height=32, steps=2, guidance=4.0)
 
 def make_model_dir(folder: Path) -> Path:
     """The tiny preset with small random weights: a job takes well under a second."""
-    torch.manual_seed(0)
-    model = Framecast(PRESETS["tiny"], META, text=nn.Identity())  # saving needs no text encoder
-    for m in model.dit.modules():  # adaLN-zero would make every video the decoded noise
-        if isinstance(m, nn.Linear) and not m.weight.any():
-            nn.init.normal_(m.weight, std=0.05)
-            nn.init.normal_(m.bias, std=0.05)
-    model.save(folder)
+    tiny_model(META, text=nn.Identity()).save(folder)  # saving needs no text encoder
     return folder
 
 

@@ -4,7 +4,6 @@ tests pin the mechanics a user relies on (given frames kept exactly, lengths, se
 windows, clear errors), not quality."""
 
 import contextlib
-import dataclasses
 import io
 import os
 import struct
@@ -18,10 +17,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
 from framecast import cli, render, windows
-from framecast.config import PRESETS
 from framecast.flow.conditioning import apply_given, condition
 from framecast.flow.guidance import cfg
 from framecast.flow.samplers import SAMPLERS
@@ -40,6 +37,7 @@ from framecast.pipeline import (
 from framecast.video.inputs import read_clip, read_image, resize
 from framecast.video.io import read_mp4, write_mp4
 from framecast.world.export import write_samples
+from tiny import tiny_model
 
 # windows of 5 latent frames (17 frames), 2 given from the window before: clips of a few seconds
 # at 8 fps already take several windows
@@ -50,13 +48,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def make_model(text: TextEncoder, seed: int = 0) -> Framecast:
-    torch.manual_seed(seed)
-    model = Framecast(PRESETS["tiny"], dataclasses.replace(META), text)
-    for m in model.dit.modules():  # adaLN-zero would make the velocity 0: small random weights instead
-        if isinstance(m, nn.Linear) and not m.weight.any():
-            nn.init.normal_(m.weight, std=0.05)
-            nn.init.normal_(m.bias, std=0.05)
-    return model.eval()
+    return tiny_model(META, text, seed=seed)
 
 
 @pytest.fixture(scope="module")

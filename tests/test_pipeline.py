@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from framecast.config import PRESETS, ModelConfig
 from framecast.models.text import TextEncoder
 from framecast.pipeline import Framecast, ModelMeta, SampleOptions, generate
 from framecast.video.io import read_mp4
+from tiny import tiny_model
 
 FRAMECAST = Path(sys.executable).with_name("framecast")
 TINY = PRESETS["tiny"]
@@ -24,15 +24,7 @@ PROMPT = "a red ball moves to the right"
 
 
 def make_model(text: TextEncoder, config: ModelConfig = TINY, seed: int = 0) -> Framecast:
-    torch.manual_seed(seed)
-    model = Framecast(config, dataclasses.replace(META), text)
-    # adaLN-zero starts the DiT as a zero velocity, which would make every video the decoded
-    # noise; small random weights make the output depend on the text, the time and the guidance
-    for m in model.dit.modules():
-        if isinstance(m, nn.Linear) and not m.weight.any():
-            nn.init.normal_(m.weight, std=0.05)
-            nn.init.normal_(m.bias, std=0.05)
-    return model.eval()
+    return tiny_model(META, text, config, seed)
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,12 @@
 and reading, and `framecast generate` / `framecast verify` through the installed entry point."""
 
 import dataclasses
-import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -25,7 +23,7 @@ from framecast.provenance import (
     watermark,
     write_marked_mp4,
 )
-from framecast.video.io import read_mp4, write_mp4
+from framecast.video.io import h264_round_trip, read_mp4, write_mp4
 from framecast.world.clip import make_clip
 
 FRAMECAST = Path(sys.executable).with_name("framecast")
@@ -43,20 +41,7 @@ def config_dir(tmp_path_factory, monkeypatch):
 
 
 def reencode(frames: np.ndarray, crf: int, fps: float = 12) -> np.ndarray:
-    """An H.264 round trip with x264's stock settings, as `ffmpeg -crf N` would make it."""
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=int(fps))
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"crf": str(crf)}
-        for f in frames:
-            for p in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(p)
-        for p in stream.encode():
-            out.mux(p)
-    buf.seek(0)
-    with av.open(buf) as c:
-        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])])
+    return h264_round_trip(frames, fps, crf)
 
 
 def resize(frames: np.ndarray, h: int, w: int) -> np.ndarray:

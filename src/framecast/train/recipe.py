@@ -253,11 +253,11 @@ def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume
         roots = shard_roots(Path(data))
         weights = [1.0] * len(roots)
 
-    text = TextEncoder()
     if stage == "export":
         if not d.main:  # rank 0 reads the checkpoints and writes the folder
             distributed.barrier()
             return out / "model"
+        text = TextEncoder()
         vae, _ = load_ema(VideoVAE(model_cfg.vae), out / "vae.ckpt", device)
         if existing_checkpoint(out / "decoder.ckpt") is not None:
             vae, _ = load_ema(vae, out / "decoder.ckpt", device)
@@ -274,6 +274,7 @@ def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume
             train_decoder(vae, tc, roots, weights, out, seed, device, progress, d, fsdp)
             distributed.barrier()
             return out
+        text = TextEncoder()  # only the DiT stage and the model folder need it
         dit, mean, std = train_dit(model_cfg.dit, tc, vae, text, roots, weights, out, seed, device, progress, d, fsdp)
         dit_step = tc.dit_steps
         if tc.decoder_steps > 0:  # after the DiT, which never reads the decoder

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+import io
+
 import av
 import numpy as np
 
@@ -48,3 +50,21 @@ def read_mp4(path: str | Path) -> tuple[np.ndarray, float]:
     if not frames:
         raise ValueError(f"{path}: no video frames")
     return np.stack(frames), fps
+
+
+def h264_round_trip(frames: np.ndarray, fps: float, crf: int) -> np.ndarray:
+    """Frames after an H.264 encode and decode with x264's stock settings (as `ffmpeg -crf N`
+    would make them): what a re-upload does to a video, for robustness checks."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=_fps_fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": str(crf)}
+        for f in frames:
+            for p in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                out.mux(p)
+        for p in stream.encode():
+            out.mux(p)
+    buf.seek(0)
+    with av.open(buf) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])])
