@@ -198,7 +198,15 @@ def test_image_to_video_resizes_an_image_of_another_size_with_a_notice(model):
     frames, _, notes = generate(model, PROMPT, SampleOptions(seconds=1.0), given=Given(image=image))
     assert frames.shape == (8, 32, 48, 3)
     assert torch.equal(frames[0], torch.from_numpy(resize(image[None], 48, 32)[0]))
-    assert any("resized from 40x24 to 48x32" in n for n in notes)
+    assert any("resized from 40x24 to 48x32, cropped evenly" in n for n in notes)
+
+
+def test_resizing_to_another_aspect_ratio_crops_the_sides_evenly_instead_of_squeezing():
+    image = np.zeros((1, 20, 40, 3), np.uint8)
+    image[:, :, :10] = image[:, :, 30:] = 255  # white sides, a black middle
+    square = resize(image, 20, 20)
+    assert square.shape == (1, 20, 20, 3) and square.mean() < 10  # the middle alone: no white squeezed in
+    assert resize(image, 40, 20) is image
 
 
 @pytest.mark.parametrize("size, made", [

@@ -1,12 +1,15 @@
 """`framecast serve`: OpenAI's Videos API driven by the official openai client against a real
-server on loopback, the durable job queue (kill -9 mid-job, restart), API keys, and bad input."""
+server on loopback (text-, image- and video-to-video), the durable job queue (kill -9 mid-job,
+restart), API keys, and bad input."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import urllib.parse
 
@@ -19,6 +22,7 @@ from serving import META, Server, command, http, make_model_dir, pid_alive, wait
 from framecast.server.params import ApiError, resolve_seconds, resolve_size
 from framecast.server.settings import ModelInfo
 from framecast.server.store import Store
+from framecast.video.inputs import resize
 from framecast.video.io import read_mp4
 
 # the openai package marks its Videos API deprecated (Sora's shutdown), which is no concern here
@@ -88,6 +92,20 @@ def test_store_requeues_interrupted_jobs_and_gives_up_after_max_attempts(tmp_pat
     assert job.status == "failed" and job.error_code == "interrupted" and "2 times" in job.error_message
 
 
+def test_store_opens_a_data_folder_of_schema_1(tmp_path):
+    store = Store(tmp_path / "jobs.db")
+    store.close()
+    with sqlite3.connect(tmp_path / "jobs.db") as db:  # as framecast's first server left it
+        db.execute("ALTER TABLE jobs DROP COLUMN given")
+        db.execute("ALTER TABLE jobs DROP COLUMN provenance")
+        db.execute("PRAGMA user_version=1")
+    db.close()
+    store = Store(tmp_path / "jobs.db")
+    _add(store, "v0")
+    job = store.get("v0")
+    assert (job.given, job.provenance) == (None, None)
+
+
 # --- request parameters --------------------------------------------------------------------------
 
 INFO = ModelInfo(name="framecast-t", fps=8.0, width=32, height=32, multiple=(16, 16), max_pixels=16 * 32 * 32)
@@ -122,6 +140,8 @@ def test_create_poll_download(client, tmp_path):
     assert video.status == "completed" and video.progress == 100 and video.error is None, video
     assert (video.object, video.seconds, video.size, video.model) == ("video", "2", "48x32", "framecast-tiny")
     assert video.completed_at >= video.created_at and video.id.startswith("video_")
+    prov = video.provenance  # framecast's own field: the openai client keeps it
+    assert (prov["framecast"], prov["c2pa"], prov["watermark"]) == (True, "valid", True), prov
     assert client.videos.retrieve(video.id) == video
     out = tmp_path / "a.mp4"
     client.videos.download_content(video.id).write_to_file(out)
@@ -228,7 +248,9 @@ def _post_form(server, path, fields: dict, key=KEY_A):
     ({"prompt": "x", "colour": "red"}, "colour", "unknown parameter"),
     ({"prompt": "x", "steps": "0"}, "steps", "between 1"),
     ({"prompt": "x", "input_reference[image_url]": "https://example.invalid/a.png"}, "input_reference",
-     "not supported"),
+     "must be a base64 data URL"),
+    ({"prompt": "x", "input_reference[image_url]": "data:image/png;base64,@@"}, "input_reference", "invalid base64"),
+    ({"prompt": "x", "input_reference[file_id]": "file_1"}, "input_reference", "no Files API"),
 ])
 def test_bad_create_requests_are_400_in_openai_shape(server, fields, param, message):
     status, body, _ = _post_form(server, "/v1/videos", fields)
@@ -238,15 +260,106 @@ def test_bad_create_requests_are_400_in_openai_shape(server, fields, param, mess
     assert message in body["error"]["message"]
 
 
-def test_uploads_are_checked_then_refused(client):
-    png = io.BytesIO()
-    Image.new("RGB", (32, 32), "red").save(png, format="PNG")
+def png(image: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_uploads_are_checked(client):
     with pytest.raises(openai.BadRequestError, match="is not an image"):
         client.videos.create(prompt="x", input_reference=("a.png", b"not an image", "image/png"))
-    with pytest.raises(openai.BadRequestError, match="image-to-video.*not supported"):
-        client.videos.create(prompt="x", input_reference=("a.png", png.getvalue(), "image/png"))
     with pytest.raises(openai.BadRequestError, match="larger than"):
         client.videos.create(prompt="x", input_reference=("a.png", b"0" * (10 * 2**20 + 1), "image/png"))
+    rgba = io.BytesIO()
+    Image.new("RGBA", (32, 32), "red").save(rgba, format="PNG")
+    with pytest.raises(openai.BadRequestError, match="has transparency"):
+        client.videos.create(prompt="x", input_reference=("a.png", rgba.getvalue(), "image/png"))
+
+
+def close(a: np.ndarray, b: np.ndarray, within: float = 6.0) -> bool:
+    """Frames alike up to the watermark and H.264: mean absolute difference in 0-255."""
+    return float(np.abs(a.astype(np.float64) - b).mean()) < within
+
+
+IMAGE = np.stack(np.broadcast_arrays(np.linspace(0, 255, 40).astype(np.uint8)[None, :],
+                                     np.linspace(255, 0, 24).astype(np.uint8)[:, None],
+                                     np.full((24, 40), 90, np.uint8)), -1)  # (24, 40, 3): a colour ramp
+
+
+def test_image_to_video_starts_with_the_image(client, server):
+    video = client.videos.create_and_poll(prompt="a red ball falls", seconds="1", size="48x32", poll_interval_ms=100,
+                                          input_reference=("ramp.png", png(IMAGE), "image/png"))
+    assert video.status == "completed" and (video.size, video.seconds) == ("48x32", "1"), video
+    frames = read_mp4_bytes(client.videos.download_content(video.id).read())
+    assert frames.shape == (8, 32, 48, 3)
+    assert close(frames[0], resize(IMAGE[None], 48, 32)[0])  # cropped to 3:2, then resized
+    assert not close(frames[0], resize(IMAGE[None], 48, 32)[0][::-1])  # (the ramp is no flat colour)
+    # the same image as a data URL, with no size: the video takes the image's aspect ratio
+    wide = resize(IMAGE[None], 64, 32)[0]
+    url = "data:image/png;base64," + base64.b64encode(png(wide)).decode()
+    video = client.videos.create(prompt="a red ball falls", seconds="1",
+                                 **by_reference("input_reference", image_url=url))
+    assert video.size == "64x32"
+    remix = client.videos.remix(client.videos.poll(video.id, poll_interval_ms=100).id, prompt="a blue ball falls")
+    remix = client.videos.poll(remix.id, poll_interval_ms=100)
+    assert remix.status == "completed" and remix.size == "64x32"
+    first = read_mp4_bytes(client.videos.download_content(remix.id).read())[0]
+    assert close(first, wide)  # a remix keeps the image
+    inputs = os.path.join(data_dir(server), "inputs")
+    assert os.listdir(os.path.join(inputs, remix.id)) == ["image.png"]
+    client.videos.delete(remix.id)
+    assert not os.path.exists(os.path.join(inputs, remix.id))  # a video's inputs go with it
+
+
+def by_reference(name: str, **reference) -> dict:
+    """The openai client's create/extend/edit arguments for an object reference ({"image_url": ...},
+    {"id": ...}): openai 3.x checks these fields as file uploads only and refuses a dict, so the
+    reference goes in extra_body, which the client sends in the same form (name[key]=value)."""
+    return {name: openai.omit, "extra_body": {name: reference}}
+
+
+def test_extension_continues_a_completed_video(client, server):
+    source = client.videos.create_and_poll(prompt="a red ball moves right", seconds="1", size="48x32",
+                                           poll_interval_ms=100)
+    ext = client.videos.extend(prompt="the red ball keeps moving right", seconds="2",
+                               **by_reference("video", id=source.id))
+    assert ext.remixed_from_video_id == source.id and (ext.seconds, ext.size) == ("3", "48x32")
+    kept = read_mp4_bytes(client.videos.download_content(source.id).read())
+    client.videos.delete(source.id)  # the extension keeps its own copy of the source
+    done = client.videos.poll(ext.id, poll_interval_ms=100)
+    assert done.status == "completed", done.error
+    frames = read_mp4_bytes(client.videos.download_content(done.id).read())
+    assert frames.shape == (3 * 8, 32, 48, 3)
+    assert close(frames[:8], kept)  # the source, unchanged, then two seconds more
+    assert done.provenance["framecast"]
+
+
+def test_edit_remakes_a_completed_video(client):
+    source = client.videos.create_and_poll(prompt="a red ball moves right", seconds="1", poll_interval_ms=100)
+    edit = client.videos.edit(prompt="a blue ball moves right", video=openai.omit,
+                              extra_body={"video": {"id": source.id}, "strength": 0.5, "seed": 3})
+    assert edit.remixed_from_video_id == source.id and (edit.seconds, edit.size) == (source.seconds, source.size)
+    done = client.videos.poll(edit.id, poll_interval_ms=100)
+    assert done.status == "completed", done.error
+    frames = read_mp4_bytes(client.videos.download_content(done.id).read())
+    assert frames.shape == read_mp4_bytes(client.videos.download_content(source.id).read()).shape
+
+
+def test_extensions_and_edits_need_a_completed_video_of_the_caller(client, server):
+    for call in (lambda **v: client.videos.extend(prompt="more", seconds="4", **v),
+                 lambda **v: client.videos.edit(prompt="another", **v)):
+        with pytest.raises(openai.NotFoundError) as err:
+            call(**by_reference("video", id="video_nope"))
+        assert err.value.body["param"] == "video" and err.value.code == "not_found"
+        with pytest.raises(openai.BadRequestError, match="uploading a video is not supported"):
+            call(video=("a.mp4", b"\0" * 64, "video/mp4"))
+    mine = client.videos.create(prompt="a red box sits still", **LONG_JOB)
+    with pytest.raises(openai.BadRequestError, match="only a completed video can be extended"):
+        client.videos.extend(prompt="more", seconds="4", **by_reference("video", id=mine.id))
+    with pytest.raises(openai.NotFoundError):  # another key's video is as good as missing
+        server.client(KEY_B).videos.edit(prompt="another", **by_reference("video", id=mine.id))
+    client.videos.delete(mine.id)
 
 
 def test_other_errors(server, client):
@@ -260,8 +373,8 @@ def test_other_errors(server, client):
         ("GET", "/v1/videos?order=up", 400, "order must be"),
         ("GET", "/v1/videos?after=video_nope", 400, "no video with id"),
         ("GET", "/v1/nothing", 404, "Invalid URL"),
-        ("POST", "/v1/videos/extensions", 400, "not supported"),
-        ("POST", "/v1/videos/edits", 400, "not supported"),
+        ("POST", "/v1/videos/extensions", 400, "video is required"),
+        ("POST", "/v1/videos/edits", 400, "video is required"),
     ]
     for method, path, status, message in cases:
         got, body, _ = http(method, server.url + path, b"" if method == "POST" else None, auth)
@@ -318,7 +431,8 @@ def test_kill_9_mid_job_then_restart_finishes_every_job(model_dir, tmp_path):
         first.wait_ready()
         c = first.client()
         slow = c.videos.create(prompt="a red box sits still", **LONG_JOB)
-        queued = c.videos.create(prompt="a green box sits still", seconds="1")
+        queued = c.videos.create(prompt="a green box sits still", seconds="1", size="48x32",
+                                 input_reference=("ramp.png", png(IMAGE), "image/png"))  # kept on disk
         wait_for(lambda: c.videos.retrieve(slow.id).progress > 0, timeout=120)
         (worker,) = first.health()["pool"]["pids"]
         first.kill()
@@ -337,6 +451,7 @@ def test_kill_9_mid_job_then_restart_finishes_every_job(model_dir, tmp_path):
         assert [v.status for v in done] == ["completed", "completed"], done
         frames = read_mp4_bytes(c.videos.download_content(slow.id).read())
         assert frames.shape == (4 * int(META.fps), 64, 64, 3)
+        assert close(read_mp4_bytes(c.videos.download_content(queued.id).read())[0], resize(IMAGE[None], 48, 32)[0])
     finally:
         second.stop()
     assert "put back in the queue" in second.output()
@@ -379,8 +494,8 @@ def test_serve_bad_input_exits_2(args, message, model_dir):
 def test_openapi_document_lists_the_videos_routes(server):
     status, doc, _ = http("GET", server.url + "/openapi.json")
     assert status == 200
-    assert {"/v1/videos", "/v1/videos/{video_id}", "/v1/videos/{video_id}/content",
-            "/v1/videos/{video_id}/remix"} <= set(doc["paths"]), json.dumps(sorted(doc["paths"]))
+    assert {"/v1/videos", "/v1/videos/{video_id}", "/v1/videos/{video_id}/content", "/v1/videos/{video_id}/remix",
+            "/v1/videos/extensions", "/v1/videos/edits"} <= set(doc["paths"]), json.dumps(sorted(doc["paths"]))
 
 
 def test_a_prompt_expansion_cannot_make_is_refused_at_once_unless_expand_is_off(client):

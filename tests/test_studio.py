@@ -1,6 +1,7 @@
-"""The web studio in headless Chromium through Playwright: submit prompts, watch progress, play the
-results, delete one, take a screenshot. Uses the system's Chromium (Debian's `chromium` package);
-nothing is downloaded, and the test is skipped where no Chromium is installed."""
+"""The web studio in headless Chromium through Playwright: submit prompts (one with an image), watch
+progress, play the results and see their provenance, delete one, take a screenshot. Uses the
+system's Chromium (Debian's `chromium` package); nothing is downloaded, and the test is skipped
+where no Chromium is installed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from serving import Server, http, make_model_dir
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -43,23 +45,28 @@ def page(server):
         assert not errors, errors
 
 
-def submit(page, prompt: str, size: str, seconds: str, steps: str = "") -> None:
+def submit(page, prompt: str, size: str, seconds: str, steps: str = "", image: Path | None = None) -> None:
     page.fill("#prompt", prompt)
     page.select_option("#size", size)
     page.select_option("#seconds", seconds)
     page.fill("#steps", steps)
+    if image:
+        page.set_input_files("#image", str(image))
     page.click("#submit")
 
 
 def test_studio_submits_shows_progress_and_plays(page, server, tmp_path):
     assert "framecast-tiny" in page.text_content("#model")
-    assert page.is_disabled("#image")  # image-to-video: not supported by the model yet
     page.click("details summary")
     submit(page, "a slow red ball falls and bounces", "64x64", "4", steps="300")
     page.wait_for_function("""() => { const c = document.querySelector('.card');
         return c && c.dataset.status === 'in_progress' && c.querySelector('progress').value > 0 }""", timeout=WAIT_MS)
     assert "rendering" in page.text_content(".card .status")
-    submit(page, "a blue box slides to the right", "32x32", "1")
+    image = tmp_path / "start.png"
+    Image.new("RGB", (40, 40), (200, 40, 40)).save(image)
+    submit(page, "a blue box slides to the right", "32x32", "1", image=image)  # image-to-video
+    page.wait_for_function("document.querySelectorAll('.card').length === 2", timeout=WAIT_MS)
+    assert page.input_value("#image") == ""  # the form is cleared for the next video
     page.wait_for_function("""() => { const v = [...document.querySelectorAll('.card video')];
         return v.length === 2 && v.every(e => !e.hidden && e.readyState >= 2 && e.duration > 0) }""", timeout=WAIT_MS)
     cards = page.locator(".card")
@@ -67,6 +74,15 @@ def test_studio_submits_shows_progress_and_plays(page, server, tmp_path):
     durations = page.eval_on_selector_all(".card video", "vs => vs.map(v => v.duration)")
     assert durations == [pytest.approx(1, abs=0.2), pytest.approx(4, abs=0.2)]
     assert cards.nth(0).locator(".download").get_attribute("download").endswith(".mp4")
+    badges = page.locator(".card .provenance")
+    assert badges.nth(0).text_content() == "\u2713 C2PA credentials \u00b7 \u2713 watermark"
+    assert badges.nth(0).get_attribute("data-ok") == "true"
+    assert "made by framecast" in badges.nth(0).get_attribute("title")  # verify's verdict, on hover
+    first = page.eval_on_selector(".card video", """v => { const c = document.createElement('canvas');
+        c.width = v.videoWidth; c.height = v.videoHeight; v.pause(); v.currentTime = 0;
+        return new Promise(r => v.addEventListener('seeked', () => { c.getContext('2d').drawImage(v, 0, 0);
+            r([...c.getContext('2d').getImageData(16, 16, 1, 1).data].slice(0, 3)) }, { once: true })) }""")
+    assert abs(first[0] - 200) < 30 and abs(first[1] - 40) < 30, first  # the video starts with the image
     shot = Path(os.environ.get("FRAMECAST_STUDIO_SCREENSHOT", tmp_path / "studio.png"))
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000

@@ -461,15 +461,11 @@ def _generate_given(args):
     """generate's --image and --loop as what the pipeline is given (None: text alone)."""
     if args.image is None and not args.loop:
         return None
-    from .video.inputs import read_image
-
-    image = None
     if args.image is not None:
         _not_an_input(args.out, [args.image])
-        image = read_image(args.image)
     from .pipeline import Given
 
-    return Given(image=image, loop=args.loop)
+    return Given.from_files(image=args.image, loop=args.loop)
 
 
 def _sidecar_prompt(clip: Path) -> tuple[str, bool] | None:
@@ -485,12 +481,6 @@ def _sidecar_prompt(clip: Path) -> tuple[str, bool] | None:
         if isinstance(doc.get(key), str) and doc[key].strip():
             return doc[key], key == "caption"
     return None
-
-
-def _read_clips(paths: list[Path]) -> list[tuple]:
-    from .video.inputs import read_clip
-
-    return [read_clip(p) for p in paths]
 
 
 def _run_media(args, prompt: str, given, seconds: float, notes: list[str], image: bool = False) -> int:
@@ -567,10 +557,9 @@ def _clip_prompt(args, clip: Path) -> tuple[str, list[str]]:
 def cmd_extend(args) -> int:
     _check_sampling(args)
     _check_out(args.out, [args.input])
-    ((frames, fps),) = _read_clips([args.input])
     from .pipeline import Given
 
-    given = Given(after=frames, fps=fps) if args.backward else Given(before=frames, fps=fps)
+    given = Given.from_files(**{"after" if args.backward else "before": args.input})
     prompt, notes = _clip_prompt(args, args.input)
     return _run_media(args, prompt, given, args.seconds, notes)
 
@@ -578,14 +567,11 @@ def cmd_extend(args) -> int:
 def cmd_connect(args) -> int:
     _check_sampling(args)
     _check_out(args.out, [args.first, args.second])
-    (a, fps_a), (b, fps_b) = _read_clips([args.first, args.second])
-    if fps_a and fps_b and abs(fps_a - fps_b) > 0.01 * max(fps_a, fps_b):
-        raise UsageError(f"{args.first} is {fps_a:g} fps but {args.second} is {fps_b:g} fps; "
-                         "connect needs two clips of one frame rate")
     from .pipeline import Given
 
+    given = Given.from_files(before=args.first, after=args.second)
     prompt, notes = _clip_prompt(args, args.first)
-    return _run_media(args, prompt, Given(before=a, after=b, fps=fps_a or fps_b), args.seconds, notes)
+    return _run_media(args, prompt, given, args.seconds, notes)
 
 
 def cmd_edit(args) -> int:
@@ -593,11 +579,10 @@ def cmd_edit(args) -> int:
     if not args.prompt.strip():
         raise UsageError("the prompt is empty")
     _check_out(args.out, [args.input])
-    ((frames, fps),) = _read_clips([args.input])
     from .pipeline import Given
 
-    strength = {} if args.strength is None else {"strength": args.strength}
-    return _run_media(args, args.prompt, Given(source=frames, fps=fps, **strength), DEFAULT_SECONDS, [])
+    given = Given.from_files(source=args.input, strength=args.strength)
+    return _run_media(args, args.prompt, given, DEFAULT_SECONDS, [])
 
 
 def cmd_image(args) -> int:

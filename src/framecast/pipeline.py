@@ -56,10 +56,10 @@ class Given:
     """What a generation is given besides the prompt; frames are uint8 arrays or tensors (T, H, W, 3).
 
     The output is image/before + the new frames + after: given images and clips are kept as
-    they are, resized (with a notice) only to a size the model makes. The new frames number
-    round(seconds x fps); image-to-video counts the image as the first frame of its seconds, a
-    short connecting transition is rounded to 4k - 1 frames (with a notice), and an edit makes
-    as many frames as its source.
+    they are, resized (with a notice) only to a size the model makes, cropped evenly where that
+    size has another aspect ratio. The new frames number round(seconds x fps); image-to-video
+    counts the image as the first frame of its seconds, a short connecting transition is rounded
+    to 4k - 1 frames (with a notice), and an edit makes as many frames as its source.
     """
 
     image: Any = None  # (H, W, 3): the first frame (image-to-video)
@@ -69,6 +69,27 @@ class Given:
     strength: float = 0.6  # how far the source is noised: 0 keeps it, 1 ignores it
     loop: bool = False  # the last frame flows back into the first
     fps: float | None = None  # the given clips' frame rate (None or 0: the model's)
+
+    @classmethod
+    def from_files(cls, image: str | Path | None = None, before: str | Path | None = None,
+                   after: str | Path | None = None, source: str | Path | None = None,
+                   strength: float | None = None, loop: bool = False) -> Given:
+        """What the files given to a generation hold (the CLI's arguments, the server's stored
+        inputs): an image file, video files. The clips' frame rate is theirs; two clips must
+        share one. Unreadable files raise FileNotFoundError or a ValueError naming the file."""
+        from .video.inputs import read_clip, read_image
+
+        paths = {"before": before, "after": after, "source": source}
+        clips = {k: read_clip(p) for k, p in paths.items() if p is not None}  # name -> (frames, fps)
+        rates = {k: fps for k, (_, fps) in clips.items() if fps}
+        if len(rates) == 2:
+            (a, fa), (b, fb) = rates.items()
+            if abs(fa - fb) > 0.01 * max(fa, fb):
+                raise ValueError(f"{paths[a]} is {fa:g} fps but {paths[b]} is {fb:g} fps; "
+                                 "connect needs two clips of one frame rate")
+        extra = {} if strength is None else {"strength": strength}
+        return cls(image=None if image is None else read_image(image), loop=loop, fps=next(iter(rates.values()), None),
+                   **{k: frames for k, (frames, _) in clips.items()}, **extra)
 
     def frames(self) -> dict[str, np.ndarray]:
         """The given images and clips by field name, as (T, H, W, 3) uint8 arrays."""
@@ -338,7 +359,8 @@ def _check_given(given: Given, media: dict[str, np.ndarray]) -> None:
 def media_size(meta: ModelMeta, multiple: tuple[int, int], width: int, height: int) -> tuple[int, int]:
     """The size to make for a given image or clip of width x height: its own if the model makes it
     well (a multiple of the model's, within MEDIA_AREA times its area), else the model's area at
-    its aspect ratio."""
+    its aspect ratio. meta: anything with the model's own .width and .height (the server passes
+    what it read of the model folder)."""
     mw, mh = multiple
     area = meta.width * meta.height
     low, high = MEDIA_AREA
@@ -398,8 +420,10 @@ def prepare(model: Framecast, prompt: str, opts: SampleOptions, given: Given | N
     names = dict(_MEDIA_NAMES, before="the first clip", after="the second clip") if len(clips) == 2 else _MEDIA_NAMES
     for name, array in media.items():
         if array.shape[1:3] != (h, w):
-            notes.append(f"{names[name]} was resized from {array.shape[2]}x{array.shape[1]} to {w}x{h} "
-                         f"(a size the model makes: multiples of {multiple[0]}x{multiple[1]} near {meta.width}x{meta.height})")
+            ah, aw = array.shape[1:3]
+            cropped = ", cropped evenly to keep its aspect ratio" if aw * h != ah * w else ""
+            notes.append(f"{names[name]} was resized from {aw}x{ah} to {w}x{h}{cropped} (a size the model "
+                         f"makes: multiples of {multiple[0]}x{multiple[1]} near {meta.width}x{meta.height})")
             media[name] = resize(array, w, h)
     frames = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in media.items()}  # ours: inputs stay untouched
     before = frames.get("image", frames.get("before"))

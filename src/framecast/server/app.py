@@ -24,7 +24,18 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from .params import ApiError, Upload, bad, create_spec, prompt_of
+from .inputs import job_inputs, remove_inputs, save_inputs, sweep
+from .params import (
+    ApiError,
+    JobSpec,
+    Upload,
+    bad,
+    create_spec,
+    edit_spec,
+    extension_spec,
+    remix_spec,
+    source_id,
+)
 from .pool import WorkerPool
 from .settings import ModelInfo, ServerSettings, model_info, owner_of
 from .store import Job, Store
@@ -51,6 +62,7 @@ class Service:
         if taken_back:
             log.warning("%d job(s) interrupted by the last shutdown were put back in the queue (or failed "
                         "after %d tries)", taken_back, settings.max_attempts)
+        sweep(settings.inputs_dir, lambda id: self.store.get(id) is not None)  # inputs of jobs never added
         self.pool = WorkerPool(settings)
 
     def start(self) -> None:
@@ -83,7 +95,9 @@ def video_object(job: Job) -> dict[str, Any]:
     return {"id": job.id, "object": "video", "created_at": job.created_at, "completed_at": job.completed_at,
             "expires_at": None, "error": error, "model": job.model, "progress": job.progress, "prompt": job.prompt,
             "remixed_from_video_id": job.remixed_from, "seconds": job.seconds, "size": job.size,
-            "status": job.status}
+            "status": job.status,
+            # framecast's own, ignored by OpenAI's clients: `framecast verify` of the finished mp4
+            "provenance": job.provenance}
 
 
 def _error(status: int, message: str, type: str = "invalid_request_error", code: str | None = None) -> JSONResponse:
@@ -104,7 +118,8 @@ async def read_fields(request: Request, max_upload: int) -> dict[str, Any]:
         return body
     if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         fields: dict[str, Any] = {}
-        async with request.form() as form:
+        # a data URL in input_reference[image_url] is a form field, not a file: let it be as large as an upload
+        async with request.form(max_part_size=max_upload * 4 // 3 + 1024) as form:
             for key, value in form.multi_items():
                 if isinstance(value, UploadFile):
                     data = await value.read(max_upload + 1)
@@ -167,18 +182,43 @@ def create_app(service: Service) -> FastAPI:
         raise ApiError(401, "Incorrect API key provided. Send one of this server's keys as 'Authorization: Bearer KEY'.",
                        code="invalid_api_key")
 
-    def find(video_id: str, who: str) -> Job:
+    def find(video_id: str, who: str, param: str = "video_id") -> Job:
         job = store.get(video_id, who)
         if job is None:  # another key's video is as good as missing
-            raise ApiError(404, f"Video with id '{video_id}' not found.", "video_id", "not_found")
+            raise ApiError(404, f"Video with id '{video_id}' not found.", param, "not_found")
         return job
 
-    def add(spec, who: str, remixed_from: str | None = None) -> Job:
+    def completed(video_id: str, who: str, done_to_it: str, param: str = "video_id") -> Job:
+        """A video that a remix, extension or edit starts from."""
+        job = find(video_id, who, param)
+        if job.status != "completed":
+            raise bad(f"video {video_id} is {job.status}; only a completed video can be {done_to_it}", param,
+                      "video_not_ready")
+        return job
+
+    def source_video(fields: dict[str, Any], who: str, done_to_it: str) -> tuple[Job, Path]:
+        """The completed video an extension or edit names, and its mp4."""
+        job = completed(source_id(fields), who, done_to_it, "video")
+        mp4 = output_paths(settings.videos_dir, job.id)["video"]
+        if not mp4.is_file():
+            raise ApiError(404, f"the video file of {job.id} is missing from the server's data folder", "video",
+                           "not_found")
+        return job, mp4
+
+    def add(spec: JobSpec, who: str, remixed_from: str | None = None) -> Job:
+        """Queue a job, its inputs stored first: once it is added, it runs whatever happens to this process."""
         if service.pool.broken:  # accepting a job that cannot run would leave its client polling forever
             raise ApiError(503, f"this server cannot generate: {service.pool.broken}", code="model_unavailable",
                            type="server_error")
-        return store.add(id=f"video_{secrets.token_hex(16)}", owner=who, prompt=spec.prompt, model=spec.model,
-                         seconds=spec.seconds, size=spec.size, options=spec.options, remixed_from=remixed_from)
+        video_id = f"video_{secrets.token_hex(16)}"
+        if spec.files:
+            save_inputs(job_inputs(settings.inputs_dir, video_id), spec.files)
+        try:
+            return store.add(id=video_id, owner=who, prompt=spec.prompt, model=spec.model, seconds=spec.seconds,
+                             size=spec.size, options=spec.options, remixed_from=remixed_from, given=spec.given)
+        except BaseException:
+            remove_inputs(settings.inputs_dir, video_id)
+            raise
 
     # --- OpenAI's Videos API -------------------------------------------------------------------
     @app.post("/v1/videos")
@@ -216,6 +256,7 @@ def create_app(service: Service) -> FastAPI:
         if job is None:
             find(video_id, who)  # raises the 404
         remove_outputs(settings.videos_dir, video_id)  # a worker still on it drops its files at its next step
+        remove_inputs(settings.inputs_dir, video_id)  # a worker holds what it read of them
         return {"id": video_id, "object": "video.deleted", "deleted": True}
 
     @app.get("/v1/videos/{video_id}/content")
@@ -236,32 +277,20 @@ def create_app(service: Service) -> FastAPI:
     @app.post("/v1/videos/{video_id}/remix")
     async def remix_video(video_id: str, request: Request, who: str = Depends(owner)):
         fields = await read_fields(request, settings.max_upload_bytes)
-        source = find(video_id, who)
-        if source.status != "completed":
-            raise bad(f"video {video_id} is {source.status}; only a completed video can be remixed",
-                      "video_id", "video_not_ready")
-        unknown = sorted(set(fields) - {"prompt"})
-        if unknown:
-            raise bad(f"unknown parameter {unknown[0]!r}", unknown[0], "unknown_parameter")
-        # same model, size, duration and seed as the source: the new prompt is the change
-        spec = create_spec({"prompt": prompt_of(fields), "size": source.size, "seconds": source.seconds,
-                            "seed": source.options["seed"], "steps": source.options.get("steps"),
-                            "guidance": source.options.get("guidance"),
-                            "negative_prompt": source.options.get("negative_prompt"),
-                            "expand": source.options.get("expand", True)}, info, settings)
-        return video_object(add(spec, who, remixed_from=source.id))
-
-    async def unsupported(request: Request, what: str):
-        await read_fields(request, settings.max_upload_bytes)  # a malformed body still hears so first
-        raise bad(f"{what} is not supported by this server's model yet", None, "unsupported")
+        source = completed(video_id, who, "remixed")
+        return video_object(add(remix_spec(fields, source, info, settings), who, remixed_from=source.id))
 
     @app.post("/v1/videos/extensions")
     async def extend_video(request: Request, who: str = Depends(owner)):
-        await unsupported(request, "extending a video")
+        fields = await read_fields(request, settings.max_upload_bytes)
+        source, mp4 = source_video(fields, who, "extended")
+        return video_object(add(extension_spec(fields, source, mp4, info, settings), who, remixed_from=source.id))
 
     @app.post("/v1/videos/edits")
     async def edit_video(request: Request, who: str = Depends(owner)):
-        await unsupported(request, "editing a video")
+        fields = await read_fields(request, settings.max_upload_bytes)
+        source, mp4 = source_video(fields, who, "edited")
+        return video_object(add(edit_spec(fields, source, mp4, info, settings), who, remixed_from=source.id))
 
     @app.get("/v1/models")
     async def list_models(who: str = Depends(owner)):
@@ -281,7 +310,7 @@ def create_app(service: Service) -> FastAPI:
         mw, mh = info.multiple
         return {"model": info.name, "size": info.size, "fps": info.fps, "multiple": [mw, mh],
                 "max_pixels": info.max_pixels, "max_seconds": settings.max_seconds,
-                "auth": bool(settings.api_keys), "image_to_video": False}
+                "auth": bool(settings.api_keys), "image_to_video": info.given_frames}
 
     @app.get("/", include_in_schema=False)
     async def studio():

@@ -8,16 +8,23 @@ client written for Sora works unchanged; the Video object then shows the size ac
 
 from __future__ import annotations
 
-import io
+import base64
+import binascii
 import math
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import pipeline
-from ..safety import PolicyViolation, enforce
 from ..pipeline import frame_count, snap_size
+from ..safety import PolicyViolation, enforce
+from ..video.inputs import read_image
+from .inputs import IMAGE, SOURCE, given_files, job_inputs
 from .settings import ModelInfo, ServerSettings
+from .store import Job
 
 SORA_SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
 SORA_MODELS = "sora-2"  # every sora-2* name is taken to mean "this server's model"
@@ -54,9 +61,11 @@ class Upload:
 class JobSpec:
     prompt: str
     model: str
-    seconds: str  # as the API shows it
+    seconds: str  # as the API shows it: an extension's is the whole video's
     size: str  # as made
     options: dict[str, Any]  # SampleOptions fields
+    given: dict[str, Any] | None = None  # Given.from_files' arguments, files named in the job's inputs folder
+    files: dict[str, Any] = field(default_factory=dict)  # what that folder gets: name -> an image array or a file
 
 
 def bad(message: str, param: str | None = None, code: str = "invalid_value") -> ApiError:
@@ -131,58 +140,179 @@ def _number(fields: dict[str, Any], name: str, kind: type, low: float, high: flo
     return number
 
 
-def check_reference(value: Any, settings: ServerSettings) -> None:
-    """input_reference: checked so a bad upload gets the right message, then refused, because the
-    pipeline cannot condition on an image yet."""
+def read_reference(value: Any, info: ModelInfo, settings: ServerSettings) -> np.ndarray | None:
+    """input_reference (an uploaded image, or {"image_url": a data URL}) -> the image (H, W, 3), or
+    None when absent; a 400 that says what is wrong otherwise."""
     if value is None or value == "" or (isinstance(value, Upload) and not value.data and not value.filename):
-        return  # absent; a browser sends an empty file part for an empty file input
+        return None  # absent; a browser sends an empty file part for an empty file input
+    if not info.given_frames:
+        raise bad("input_reference (image-to-video) is not supported by this server's model: its DiT patches "
+                  "several frames together", "input_reference", "unsupported_parameter")
+    limit = f"input_reference is larger than {settings.max_upload_bytes // 2**20} MB"
     if isinstance(value, Upload):
         if value.too_large:
-            raise bad(f"input_reference is larger than {settings.max_upload_bytes // 2**20} MB", "input_reference")
-        from PIL import Image, UnidentifiedImageError
+            raise bad(limit, "input_reference")
+        data, name = value.data, f"input_reference ({value.filename or 'the upload'})"
+    else:
+        data, name = _image_url_bytes(value), "input_reference"
+        if len(data) > settings.max_upload_bytes:
+            raise bad(limit, "input_reference")
+    try:
+        return read_image(data, name)
+    except ValueError as e:
+        raise bad(str(e), "input_reference") from None
 
-        try:
-            Image.open(io.BytesIO(value.data)).verify()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-            raise bad(f"input_reference ({value.filename or 'the upload'}) is not an image", "input_reference") from None
-    raise bad("input_reference (image-to-video) is not supported by this server's model yet", "input_reference",
-              "unsupported_parameter")
+
+def _image_url_bytes(value: Any) -> bytes:
+    """{"image_url": a base64 data URL} (or the URL alone) -> the image file's bytes. A data URL is
+    the one kind of image_url taken: the server fetches nothing from the network."""
+    url = value.get("image_url") if isinstance(value, dict) else value
+    if isinstance(value, dict) and url is None and "file_id" in value:
+        raise bad("input_reference file_id: this server has no Files API; upload the image itself",
+                  "input_reference", "unsupported_parameter")
+    if not isinstance(url, str):
+        raise bad("input_reference must be an image file, or {\"image_url\": a data URL}", "input_reference")
+    head, comma, payload = url.partition(",")
+    if not (head.startswith("data:") and head.endswith(";base64") and comma):
+        raise bad("input_reference image_url must be a base64 data URL (data:image/png;base64,...), as this "
+                  "server fetches nothing from the network; or upload the image itself", "input_reference",
+                  "unsupported_parameter")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise bad("input_reference image_url holds invalid base64", "input_reference") from None
 
 
-def create_spec(fields: dict[str, Any], info: ModelInfo, settings: ServerSettings) -> JobSpec:
-    """The fields of POST /v1/videos -> a job, or an ApiError naming the first bad field."""
-    known = {"prompt", "model", "seconds", "size", "input_reference", *EXTRA_FIELDS}
+def _known(fields: dict[str, Any], known: set[str]) -> None:
     unknown = sorted(set(fields) - known)
     if unknown:
         raise bad(f"unknown parameter {unknown[0]!r}", unknown[0], "unknown_parameter")
+
+
+def _allowed_prompt(fields: dict[str, Any]) -> str:
+    """The request's prompt, checked, and allowed by the content policy."""
     prompt = prompt_of(fields)
     try:
         enforce(prompt, "server")
     except PolicyViolation as e:
         raise bad(str(e), "prompt", "content_policy_violation") from None
-    check_reference(fields.get("input_reference"), settings)
-    model = resolve_model(fields.get("model"), info)
-    w, h = resolve_size(fields.get("size"), info)
-    seconds, seconds_text = resolve_seconds(fields.get("seconds"), info, settings.max_seconds)
+    return prompt
+
+
+def _check_expansion(prompt: str, options: dict[str, Any], info: ModelInfo) -> None:
+    """A prompt expansion cannot make is refused now, not failed later in a worker."""
+    if options["expand"]:
+        try:
+            pipeline.expand(prompt, options["seed"], options["width"] / options["height"],
+                            frame_count(options["seconds"], info.fps) / info.fps)
+        except ValueError as e:
+            raise bad(str(e), "prompt") from None
+
+
+def sampling_options(fields: dict[str, Any], prompt: str, seconds: float, size: tuple[int, int], info: ModelInfo,
+                     settings: ServerSettings, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """framecast's own fields (EXTRA_FIELDS) -> SampleOptions fields; what a field leaves out comes
+    from defaults (the source video's, for an extension or edit), else the model's."""
+    defaults = defaults or {}
     seed = _number(fields, "seed", int, 0, 2**63 - 1)
-    negative = fields.get("negative_prompt") or ""
+    negative = fields.get("negative_prompt", defaults.get("negative_prompt")) or ""
     if not isinstance(negative, str):
         raise bad("negative_prompt must be a string", "negative_prompt")
-    expand = fields.get("expand", True)
+    expand = fields.get("expand", defaults.get("expand", True))
     if isinstance(expand, str) and expand.lower() in ("true", "false"):  # multipart form fields are text
         expand = expand.lower() == "true"
     if not isinstance(expand, bool):
         raise bad("expand must be true or false", "expand")
-    seed = secrets.randbelow(2**31) if seed is None else seed  # kept, so a remix reuses it
+    steps, guidance = _number(fields, "steps", int, 1, settings.max_steps), _number(fields, "guidance", float, 0, 100)
     options = {
-        "seconds": seconds, "fps": info.fps, "width": w, "height": h, "seed": seed, "expand": expand,
-        "steps": _number(fields, "steps", int, 1, settings.max_steps),
-        "guidance": _number(fields, "guidance", float, 0, 100),
+        "seconds": seconds, "fps": info.fps, "width": size[0], "height": size[1], "expand": expand,
+        "seed": secrets.randbelow(2**31) if seed is None else seed,  # kept, so a remix reuses it
+        "steps": defaults.get("steps") if steps is None else steps,
+        "guidance": defaults.get("guidance") if guidance is None else guidance,
         "negative_prompt": negative,
     }
-    if expand:  # a prompt expansion cannot make is refused now, not failed later in a worker
-        try:
-            pipeline.expand(prompt, seed, w / h, frame_count(seconds, info.fps) / info.fps)
-        except ValueError as e:
-            raise bad(str(e), "prompt") from None
-    return JobSpec(prompt, model, seconds_text, f"{w}x{h}", options)
+    _check_expansion(prompt, options, info)
+    return options
+
+
+def create_spec(fields: dict[str, Any], info: ModelInfo, settings: ServerSettings) -> JobSpec:
+    """The fields of POST /v1/videos -> a job, or an ApiError naming the first bad field. With an
+    image (input_reference) the video starts with it, cropped and resized to the size asked for, or
+    to a size of its own aspect ratio when none is."""
+    _known(fields, {"prompt", "model", "seconds", "size", "input_reference", *EXTRA_FIELDS})
+    prompt = _allowed_prompt(fields)
+    image = read_reference(fields.get("input_reference"), info, settings)
+    model = resolve_model(fields.get("model"), info)
+    if image is not None and fields.get("size") is None:
+        w, h = pipeline.media_size(info, info.multiple, image.shape[1], image.shape[0])
+    else:
+        w, h = resolve_size(fields.get("size"), info)
+    seconds, seconds_text = resolve_seconds(fields.get("seconds"), info, settings.max_seconds)
+    if image is not None and frame_count(seconds, info.fps) < 2:
+        raise bad(f"seconds must hold a frame after the image: at least {2 / info.fps:g}", "seconds")
+    options = sampling_options(fields, prompt, seconds, (w, h), info, settings)
+    if image is None:
+        return JobSpec(prompt, model, seconds_text, f"{w}x{h}", options)
+    return JobSpec(prompt, model, seconds_text, f"{w}x{h}", options, {"image": IMAGE}, {IMAGE: image})
+
+
+def remix_spec(fields: dict[str, Any], source: Job, info: ModelInfo, settings: ServerSettings) -> JobSpec:
+    """POST /v1/videos/{id}/remix: the source's job again, with a new prompt (same size, duration,
+    seed and settings, and the same image or video given, if any)."""
+    _known(fields, {"prompt"})
+    prompt = _allowed_prompt(fields)
+    _check_expansion(prompt, source.options, info)
+    files = given_files(job_inputs(settings.inputs_dir, source.id), source.given)
+    return JobSpec(prompt, info.name, source.seconds, source.size, dict(source.options), source.given, files)
+
+
+def source_id(fields: dict[str, Any]) -> str:
+    """The id in an extension's or edit's `video` ({"id": ...}, as the openai client sends it)."""
+    video = fields.get("video")
+    if isinstance(video, dict) and set(video) == {"id"}:
+        video = video["id"]
+    if video is None:
+        raise bad("video is required: {\"id\": the id of a completed video}", "video", "missing_required_parameter")
+    if isinstance(video, Upload):
+        raise bad("uploading a video is not supported here: give {\"id\": ...} of a completed video of this "
+                  "server", "video", "unsupported_parameter")
+    if not isinstance(video, str) or not video.strip():
+        raise bad("video must be {\"id\": the id of a completed video}", "video")
+    return video.strip()
+
+
+def extension_spec(fields: dict[str, Any], source: Job, source_mp4: Path, info: ModelInfo,
+                   settings: ServerSettings) -> JobSpec:
+    """POST /v1/videos/extensions: the source video, unchanged, then `seconds` more of it. Its
+    Video object shows the whole video's duration, as OpenAI's does."""
+    _known(fields, {"prompt", "seconds", "video", *EXTRA_FIELDS})
+    prompt = _allowed_prompt(fields)
+    _given_frames(info, "extending a video")
+    seconds, _ = resolve_seconds(fields.get("seconds"), info, settings.max_seconds)
+    options = sampling_options(fields, prompt, seconds, _size(source), info, settings, source.options)
+    total = f"{float(source.seconds) + seconds:g}"
+    return JobSpec(prompt, info.name, total, source.size, options, {"before": SOURCE}, {SOURCE: source_mp4})
+
+
+def edit_spec(fields: dict[str, Any], source: Job, source_mp4: Path, info: ModelInfo,
+              settings: ServerSettings) -> JobSpec:
+    """POST /v1/videos/edits: the source video remade to a new prompt, frame for frame (SDEdit);
+    framecast's `strength` (0 keeps the source, 1 ignores it) says how far."""
+    _known(fields, {"prompt", "video", "strength", *EXTRA_FIELDS})
+    prompt = _allowed_prompt(fields)
+    _given_frames(info, "editing a video")
+    strength = _number(fields, "strength", float, 0, 1)
+    options = sampling_options(fields, prompt, float(source.seconds), _size(source), info, settings, source.options)
+    given = {"source": SOURCE} | ({} if strength is None else {"strength": strength})
+    return JobSpec(prompt, info.name, source.seconds, source.size, options, given, {SOURCE: source_mp4})
+
+
+def _given_frames(info: ModelInfo, what: str) -> None:
+    if not info.given_frames:
+        raise bad(f"{what} is not supported by this server's model: its DiT patches several frames together",
+                  None, "unsupported")
+
+
+def _size(job: Job) -> tuple[int, int]:
+    w, h = (int(v) for v in job.size.split("x"))
+    return w, h

@@ -66,7 +66,8 @@ class WorkerPool:
         if "OMP_NUM_THREADS" not in os.environ:  # share the cores between workers instead of fighting
             threads = max(1, (os.cpu_count() or 1) // s.workers)
         cfg = WorkerConfig(worker_id=f"w{os.getpid()}-{secrets.token_hex(4)}", db_path=s.db_path,
-                           videos_dir=s.videos_dir, model_dir=s.model_dir, parent_pid=os.getpid(),
+                           videos_dir=s.videos_dir, inputs_dir=s.inputs_dir, model_dir=s.model_dir,
+                           parent_pid=os.getpid(),
                            device=s.device, threads=threads, max_attempts=s.max_attempts)
         read, write = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(target=worker_main, args=(cfg, write), name=f"framecast-{cfg.worker_id}",

@@ -31,6 +31,11 @@ class ServerSettings:
     def videos_dir(self) -> Path:
         return self.data_dir / "videos"
 
+    @property
+    def inputs_dir(self) -> Path:
+        """What jobs are given besides their prompt (images, source videos): a folder per job."""
+        return self.data_dir / "inputs"
+
 
 def owner_of(api_key: str | None) -> str:
     """The owner id stored with a job: a digest, so the database never holds a key."""
@@ -47,6 +52,7 @@ class ModelInfo:
     height: int
     multiple: tuple[int, int]  # (width's, height's): frame sides are multiples of these
     max_pixels: int
+    given_frames: bool = True  # the model can start from an image or continue a clip (its DiT patches single frames)
 
     @property
     def size(self) -> str:
@@ -67,4 +73,5 @@ def model_info(folder: Path, area_factor: int = 16) -> ModelInfo:
     folder = Path(folder).resolve()
     name = folder.parent.name if folder.name == "model" else folder.name  # runs/NAME/model -> NAME
     return ModelInfo(name=f"framecast-{name}", fps=meta.fps, width=meta.width, height=meta.height,
-                     multiple=(sf * pw, sf * ph), max_pixels=area_factor * meta.width * meta.height)
+                     multiple=(sf * pw, sf * ph), max_pixels=area_factor * meta.width * meta.height,
+                     given_frames=config.dit.patch_size[0] == 1)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- creation order: queue order and list order
@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     size TEXT NOT NULL,                     -- as made: "64x64"
     options TEXT NOT NULL,                  -- JSON of the SampleOptions fields
     remixed_from TEXT,
+    given TEXT,                             -- JSON: Given.from_files' arguments, files in the job's inputs folder
+    provenance TEXT,                        -- JSON: the finished video's credentials and watermark, checked once
     error_code TEXT,
     error_message TEXT,
     created_at INTEGER NOT NULL,
@@ -41,6 +43,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, seq);
 """
+ADDED = {"given": "TEXT", "provenance": "TEXT"}  # columns schema 1 lacked
+JSON_COLUMNS = ("options", "given", "provenance")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class Job:
     size: str
     options: dict[str, Any]
     remixed_from: str | None
+    given: dict[str, Any] | None
+    provenance: dict[str, Any] | None
     error_code: str | None
     error_message: str | None
     created_at: int
@@ -67,7 +73,8 @@ class Job:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
         d = dict(row)
-        d["options"] = json.loads(d["options"])
+        for k in JSON_COLUMNS:
+            d[k] = None if d[k] is None else json.loads(d[k])
         return cls(**d)
 
 
@@ -86,6 +93,10 @@ class Store:
             if version > SCHEMA_VERSION:
                 raise ValueError(f"{self.path} was written by a newer framecast (schema {version})")
             self._db.executescript(SCHEMA)
+            have = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
+            for name, kind in ADDED.items():  # a data folder of an older framecast: its jobs had none
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -102,11 +113,12 @@ class Store:
 
     # --- the API's side --------------------------------------------------------------------------
     def add(self, *, id: str, owner: str, prompt: str, model: str, seconds: str, size: str,
-            options: dict[str, Any], remixed_from: str | None = None) -> Job:
+            options: dict[str, Any], remixed_from: str | None = None, given: dict[str, Any] | None = None) -> Job:
         rows = self._run(
-            "INSERT INTO jobs (id, owner, status, prompt, model, seconds, size, options, remixed_from, created_at)"
-            " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-            (id, owner, prompt, model, seconds, size, json.dumps(options), remixed_from, int(time.time())))
+            "INSERT INTO jobs (id, owner, status, prompt, model, seconds, size, options, remixed_from, given,"
+            " created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+            (id, owner, prompt, model, seconds, size, json.dumps(options), remixed_from,
+             None if given is None else json.dumps(given), int(time.time())))
         return Job.from_row(rows[0])
 
     def get(self, id: str, owner: str | None = None) -> Job | None:
@@ -153,10 +165,11 @@ class Store:
         return self._change("UPDATE jobs SET progress = ? WHERE id = ? AND worker = ? AND status = 'in_progress'",
                             (progress, id, worker)) == 1
 
-    def complete(self, id: str, worker: str) -> bool:
+    def complete(self, id: str, worker: str, provenance: dict[str, Any] | None = None) -> bool:
         return self._change(
-            "UPDATE jobs SET status = 'completed', progress = 100, completed_at = ?, worker = NULL"
-            " WHERE id = ? AND worker = ? AND status = 'in_progress'", (int(time.time()), id, worker)) == 1
+            "UPDATE jobs SET status = 'completed', progress = 100, completed_at = ?, worker = NULL, provenance = ?"
+            " WHERE id = ? AND worker = ? AND status = 'in_progress'",
+            (int(time.time()), None if provenance is None else json.dumps(provenance), id, worker)) == 1
 
     def fail(self, id: str, worker: str, code: str, message: str) -> bool:
         return self._change(

@@ -17,14 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pipeline import Framecast, SampleOptions, generate
-from ..provenance import Generation, write_marked_mp4
+from ..pipeline import Framecast, Given, SampleOptions, generate
+from ..provenance import Generation, verify_file, write_marked_mp4
 from ..video.io import read_mp4
+from .inputs import given_paths, job_inputs
 from .store import Job, Store
 
 log = logging.getLogger("framecast.worker")
 IDLE_POLL_S = 0.2  # how often an idle worker looks for a queued job
 SAMPLING_SHARE = 95  # progress shown at the end of sampling; decoding and writing take the rest
+TASKS = {"image": "image-to-video", "before": "extend", "source": "edit"}  # by what a job is given
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class WorkerConfig:
     worker_id: str
     db_path: Path
     videos_dir: Path
+    inputs_dir: Path
     model_dir: Path
     parent_pid: int
     device: str = "cpu"
@@ -73,14 +76,32 @@ def write_previews(mp4: Path, paths: dict[str, Path], columns: int = 5, count: i
     Image.fromarray(sheet).save(paths["spritesheet"], format="JPEG", quality=90)
 
 
-def render(model: Framecast, job: Job, videos_dir: Path, progress) -> None:
-    """Generate a job's video and write its files. The mp4 is written here and nowhere else."""
-    frames, fps, _ = generate(model, job.prompt, SampleOptions(**job.options), progress)
-    paths = output_paths(videos_dir, job.id)
-    settings = {k: job.options.get(k) for k in ("seed", "steps", "guidance", "seconds")} | {"size": job.size, "fps": fps}
-    gen = Generation(job.model, settings=settings)  # the prompt stays out of the credentials
+def provenance_of(mp4: Path) -> dict:
+    """What `framecast verify` finds in a finished video, in short: checked once, stored with the job."""
+    try:
+        report = verify_file(mp4)
+    except (OSError, ValueError) as e:
+        return {"framecast": False, "c2pa": None, "watermark": False, "watermark_id": None,
+                "verdict": f"could not be checked: {e}"}
+    mark = report["watermark"]
+    return {"framecast": report["framecast"], "c2pa": report["c2pa"]["status"], "watermark": mark["detected"],
+            "watermark_id": mark["id"], "verdict": report["verdict"]}
+
+
+def render(model: Framecast, job: Job, cfg: WorkerConfig, progress) -> dict:
+    """Generate a job's video from its prompt and stored inputs, and write its files (the mp4 is
+    written here and nowhere else); returns the finished video's provenance."""
+    given = None
+    settings = {k: job.options.get(k) for k in ("seed", "steps", "guidance", "seconds")} | {"size": job.size}
+    if job.given:
+        given = Given.from_files(**given_paths(job_inputs(cfg.inputs_dir, job.id), job.given))
+        settings["task"] = next(TASKS[k] for k in TASKS if k in job.given)
+    frames, fps, _ = generate(model, job.prompt, SampleOptions(**job.options), progress, given=given)
+    paths = output_paths(cfg.videos_dir, job.id)
+    gen = Generation(job.model, settings=settings | {"fps": fps})  # the prompt stays out of the credentials
     write_marked_mp4(paths["video"], frames.numpy(), fps, gen)  # the service's only mp4 write: watermarked, signed
     write_previews(paths["video"], paths)
+    return provenance_of(paths["video"])
 
 
 def run_job(store: Store, model: Framecast, job: Job, cfg: WorkerConfig) -> None:
@@ -97,7 +118,7 @@ def run_job(store: Store, model: Framecast, job: Job, cfg: WorkerConfig) -> None
             shown = pct
 
     try:
-        render(model, job, cfg.videos_dir, progress)
+        provenance = render(model, job, cfg, progress)
     except Abandoned:
         remove_outputs(cfg.videos_dir, job.id)
         return
@@ -106,7 +127,7 @@ def run_job(store: Store, model: Framecast, job: Job, cfg: WorkerConfig) -> None
         remove_outputs(cfg.videos_dir, job.id)
         store.fail(job.id, cfg.worker_id, "generation_failed", f"{type(e).__name__}: {e}")
         return
-    if not store.complete(job.id, cfg.worker_id):  # deleted while its files were written
+    if not store.complete(job.id, cfg.worker_id, provenance):  # deleted while its files were written
         remove_outputs(cfg.videos_dir, job.id)
 
 

@@ -6,6 +6,7 @@ ValueError that names the file and says what to do.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import av
@@ -22,29 +23,37 @@ def _readable(path: Path) -> None:
         raise ValueError(f"{path} is not a file")
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """An 8-bit RGB (or greyscale) image -> (H, W, 3) uint8.
+def read_image(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
+    """An 8-bit RGB (or greyscale) image, from a file or its bytes (an upload), -> (H, W, 3) uint8.
+    name: what the messages call it (default: the path, or "the image").
 
     Transparency (RGBA, LA), palettes and 16-bit or float images are refused: converting them
     silently would change what the first frame shows.
     """
-    path = Path(path)
-    _readable(path)
+    if isinstance(source, bytes):
+        name, source = name or "the image", io.BytesIO(source)
+    else:
+        source = Path(source)
+        name = name or str(source)
+        _readable(source)
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             mode, tile = im.mode, im.tile
             if mode not in IMAGE_MODES:
-                raise ValueError(f"{path} {_describe(mode)}; framecast takes 8-bit RGB (or grey) images")
+                raise ValueError(f"{name} {_describe(mode)}; framecast takes 8-bit RGB (or grey) images")
             if any(";16" in str(t[3]) for t in tile if len(t) > 3):  # 16-bit PNGs open as RGB or L
-                raise ValueError(f"{path} is a 16-bit image; framecast takes 8-bit RGB (or grey) images: convert it first")
+                raise ValueError(f"{name} is a 16-bit image; framecast takes 8-bit RGB (or grey) images: "
+                                 "convert it first")
             im.load()
             array = np.array(im.convert("RGB"), dtype=np.uint8)
     except UnidentifiedImageError:
-        raise ValueError(f"{path} is not an image file framecast can read (PNG, JPEG, WebP ...)") from None
+        raise ValueError(f"{name} is not an image file framecast can read (PNG, JPEG, WebP ...)") from None
+    except Image.DecompressionBombError as e:  # not an OSError: a small file that would decode to gigabytes
+        raise ValueError(f"{name} is too large an image: {e}") from None
     except OSError as e:
-        raise ValueError(f"{path} could not be read as an image: {e}") from None
+        raise ValueError(f"{name} could not be read as an image: {e}") from None
     if array.shape[0] < 1 or array.shape[1] < 1:
-        raise ValueError(f"{path} has no pixels")
+        raise ValueError(f"{name} has no pixels")
     return array
 
 
@@ -80,7 +89,16 @@ def read_clip(path: str | Path) -> tuple[np.ndarray, float]:
 
 
 def resize(frames: np.ndarray, width: int, height: int) -> np.ndarray:
-    """(T, H, W, 3) uint8 frames -> (T, height, width, 3) with a Lanczos filter; unchanged if the size fits."""
-    if frames.shape[1:3] == (height, width):
+    """(T, H, W, 3) uint8 frames -> (T, height, width, 3) with a Lanczos filter, the aspect ratio kept:
+    what overflows the new aspect ratio is cropped evenly from both sides. Unchanged if the size fits."""
+    h, w = frames.shape[1:3]
+    if (h, w) == (height, width):
         return frames
-    return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.LANCZOS)) for f in frames])
+    return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.LANCZOS,
+                                                          box=crop_box(w, h, width, height))) for f in frames])
+
+
+def crop_box(w: int, h: int, width: int, height: int) -> tuple[float, float, float, float]:
+    """The centred (left, top, right, bottom) of a w x h frame with the aspect ratio of width x height."""
+    cw, ch = min(w, h * width / height), min(h, w * height / width)
+    return (w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2

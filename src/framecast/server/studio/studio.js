@@ -52,7 +52,7 @@ function fillForm(info) {
   if (!info.image_to_video) {
     const image = $("#image");
     image.disabled = true;
-    image.parentElement.title = "image-to-video is not supported by this server's model yet";
+    image.parentElement.title = "image-to-video is not supported by this server's model";
   }
 }
 
@@ -71,6 +71,7 @@ async function submit(event) {
     const video = await (await api("/v1/videos", { method: "POST", body })).json();
     show(video, true);
     $("#prompt").value = "";
+    $("#image").value = "";
     schedule(FAST_POLL_MS);
   } catch (e) {
     error.textContent = e.message;
@@ -100,6 +101,7 @@ function show(video, atTop = false) {
   $(".prompt", el).textContent = video.prompt;
   const remixed = video.remixed_from_video_id ? " · remix" : "";
   $(".meta", el).textContent = `${video.size} · ${video.seconds} s · ${video.model}${remixed}`;
+  showProvenance($(".provenance", el), video.provenance);
   $("progress", el).value = video.progress;
   const pct = video.status === "in_progress" ? ` ${video.progress}%` : "";
   $(".status", el).textContent = STATUS_TEXT[video.status] + pct;
@@ -110,6 +112,17 @@ function show(video, atTop = false) {
   if (video.status === "completed" && !card.media) card.media = loadMedia(video, el);
   card.status = video.status;
   $("#empty").hidden = cards.size > 0;
+}
+
+// What the server found in the finished mp4: its C2PA content credentials and its watermark.
+function showProvenance(el, p) {
+  el.hidden = !p;
+  if (!p) return;
+  const signed = p.c2pa === "valid" || p.c2pa === "trusted";
+  const mark = (ok) => (ok ? "\u2713" : "\u2717");
+  el.textContent = `${mark(signed)} C2PA credentials · ${mark(p.watermark)} watermark`;
+  el.dataset.ok = String(signed && p.watermark);
+  el.title = p.verdict;
 }
 
 // The video is fetched with the API key (a <video src> could not send it) and played from a blob.
