@@ -156,6 +156,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="where workers run the model: auto, cpu, cuda (default auto)")
     p.set_defaults(func=cmd_serve)
 
+    p = sub.add_parser("bench", help="how fast this device makes video: peak FLOP/s, DiT MFU, diffusers, "
+                                     "time per stage, long clips")
+    p.add_argument("--model", type=Path, default=None,
+                   help="model folder (default: the shipped model, else random weights of the default preset)")
+    p.add_argument("--preset", default=None,
+                   help="random weights of this preset instead of a model folder (tiny, default, large): "
+                        "weights do not change speed")
+    p.add_argument("--seconds-list", default="4,16,60", metavar="S,...",
+                   help="clip lengths for the scaling runs; the first is also timed by stage (default 4,16,60)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--size", type=parse_size, default=None, metavar="WxH", help="frame size (default: the model's)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, from OMP_NUM_THREADS)")
+    p.add_argument("--matmul", type=int, default=None, metavar="N",
+                   help="side of the square matmul that measures peak FLOP/s (default: grown to about 0.1 s each)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE", help="also write the JSON report to FILE")
+    p.set_defaults(func=cmd_bench)
+
     p = sub.add_parser("verify", help="check a video for framecast's content credentials and watermark")
     p.add_argument("file", type=Path, help="a video file")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
@@ -625,6 +643,40 @@ def cmd_eval(args) -> int:
     report = evaluate_dir(args.dir)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 1 if args.strict and any(c["failed"] for c in report["clips"]) else 0
+
+
+def cmd_bench(args) -> int:
+    from .config import PRESETS
+
+    try:
+        seconds = tuple(float(s) for s in args.seconds_list.split(","))
+    except ValueError:
+        raise UsageError(f"--seconds-list must be numbers like 4,16,60, got {args.seconds_list!r}") from None
+    if not all(s > 0 for s in seconds):
+        raise UsageError(f"--seconds-list must be positive, got {args.seconds_list!r}")
+    for name in ("steps", "threads", "matmul"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.model and args.preset:
+        raise UsageError("give --model or --preset, not both")
+    if args.preset is not None and args.preset not in PRESETS:
+        raise UsageError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
+    model = _model_dir(args) if args.model else None
+    if model is None and args.preset is None:
+        shipped = default_model_dir()
+        if (shipped / "model.safetensors").is_file():
+            model = shipped
+        else:
+            print(f"framecast: note: no trained model at {shipped}: random weights of the default preset "
+                  "(weights do not change speed)", file=sys.stderr)
+    from .bench import BenchOptions, bench, format_report
+
+    report = bench(BenchOptions(model=str(model) if model else None, preset=args.preset or "default", seconds=seconds,
+                                steps=args.steps, size=args.size, threads=args.threads, matmul=args.matmul))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
 
 
 def cmd_verify(args) -> int:
