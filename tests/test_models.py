@@ -1,5 +1,7 @@
 """Model stack pieces: causal video VAE, patches, RoPE, DiT shapes (tiny presets, CPU)."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -11,10 +13,13 @@ from framecast.models.vae import VideoVAE
 TINY = PRESETS["tiny"]
 
 
-@pytest.fixture(scope="module")
-def vae():
+SHORT_MEMORY = replace(TINY.vae, time_blocks=1)  # as the default preset: only the middle block looks back
+
+
+@pytest.fixture(scope="module", params=[TINY.vae, SHORT_MEMORY], ids=["tiny", "short-memory"])
+def vae(request):
     torch.manual_seed(0)
-    return VideoVAE(TINY.vae).eval()
+    return VideoVAE(request.param).eval()
 
 
 @pytest.mark.parametrize("t, h, w", [(1, 16, 16), (5, 32, 16), (9, 16, 48), (13, 24, 24)])
@@ -50,6 +55,29 @@ def test_chunked_encode_and_decode_equal_whole_clip(vae):
         y = vae.decode(z)
         assert torch.allclose(vae.decode(z, chunk=1), y, atol=1e-5)
         assert torch.allclose(vae.decode(z, chunk=2), y, atol=1e-5)
+
+
+def test_short_memory_vae_looks_back_only_as_far_as_it_trains():
+    """time_blocks=1: a latent frame reaches 5 latent frames (20 video frames) of decoded video,
+    and a video frame reaches its own latent and 4 after it; with every block looking back it is
+    much farther, beyond the 17-frame windows a VAE trains on."""
+    def reach(cfg) -> tuple[int, int]:
+        torch.manual_seed(0)
+        vae = VideoVAE(cfg).eval()
+        z, x = torch.randn(1, cfg.latent_channels, 13, 4, 4), torch.randn(1, 3, 49, 16, 16)
+        with torch.no_grad():
+            nudged = z.clone()
+            nudged[:, :, 3] += 1  # latent 3 is video frames 9-12
+            frames = (vae.decode(nudged) - vae.decode(z)).abs().amax((0, 1, 3, 4)).nonzero().flatten()
+            moved = x.clone()
+            moved[:, :, 9] += 1
+            latents = (vae.encode(moved).mean - vae.encode(x).mean).abs().amax((0, 1, 3, 4)).nonzero().flatten()
+        assert frames.min() == 9 and latents.min() == 3  # and never before: causal
+        return int(frames.max()), int(latents.max())
+
+    assert reach(SHORT_MEMORY) == (30, 7)  # to latent 7 (frames 25-28) and the output conv's 2 frames
+    long_frames, long_latents = reach(TINY.vae)
+    assert long_frames > 40 and long_latents > 9
 
 
 def test_vae_refuses_wrong_frame_count(vae):

@@ -17,6 +17,11 @@ class VAEConfig:
     channel_mults: tuple[int, ...] = (1, 2, 4, 4)  # len - 1 spatial 2x downsamples
     temporal_down: tuple[bool, ...] = (True, True, False)  # which downsamples also halve time
     num_res_blocks: int = 1
+    # ResBlocks, counted from the middle of the network outward, whose convolutions see past
+    # frames (kernel 3 in time); the others, and the latent-rate convolutions into and out of
+    # the latent, see one frame. None: every convolution does, and the receptive field then
+    # spans about 18 latent frames, far more than the short windows a VAE trains on.
+    time_blocks: int | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,16 @@ PRESETS: dict[str, ModelConfig] = {
         DiTConfig(latent_channels=4, dim=64, depth=2, heads=2),
     ),
     # about 12M parameters: 25 MB as fp16, under the shipped model's 30 MB budget
+    # 4x spatial compression (a small 8-pixel object spans 2x2 latent cells, its shape survives),
+    # a receptive field of 5 latent frames that the VAE's 17-frame training windows cover, and
+    # the DiT on 4x4-cell patches: 208 tokens for a 4 s 64x64 clip
     "default": ModelConfig(
+        VAEConfig(latent_channels=8, base_channels=24, channel_mults=(1, 2, 4), temporal_down=(True, True),
+                  time_blocks=1),
+        DiTConfig(latent_channels=8, patch_size=(1, 4, 4), dim=256, depth=6, heads=4),
+    ),
+    # the first CPU run (8x spatial, long temporal receptive field): shapes blur into balls
+    "default-v3": ModelConfig(
         VAEConfig(latent_channels=8, base_channels=24, channel_mults=(1, 2, 4, 4)),
         DiTConfig(latent_channels=8, dim=256, depth=6, heads=4),
     ),
@@ -130,6 +144,10 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                         vae_batch_size=4, dit_steps=20, batch_size=8, warmup=5, ema_decay=0.9, log_every=5,
                         ckpt_every=10, sample_steps=4),
     "default": TrainConfig(buckets="64x64x17@12*3,112x64x17@12,64x112x17@12,64x64x49@12", world_clips=8192,
+                           vae_steps=4000, vae_crop=(17, 32, 32),  # 5 latent frames: the whole receptive field
+                           vae_fg_weight=5.0, dit_steps=20000,
+                           dit_weights=(1, 1, 1, 3)),  # the DiT sees mostly whole 4 s clips
+    "default-v3": TrainConfig(buckets="64x64x17@12*3,112x64x17@12,64x112x17@12,64x64x49@12", world_clips=8192,
                            vae_steps=4000, vae_crop=(9, 32, 32), vae_fg_weight=5.0, decoder_steps=6000,
                            decoder_crop=(9, 48, 48),  # wider, uniform windows: whole flat backgrounds too
                            dit_steps=20000,

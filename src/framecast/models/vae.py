@@ -1,7 +1,7 @@
 """Causal video VAE: the video compression network.
 
-Video (B, 3, T, H, W) in [-1, 1] <-> latent (B, C, T', H/8, W/8) with T = 1 + 4 (T' - 1) by
-default. Every temporal operation is causal and every norm works within one frame, so the
+Video (B, 3, T, H, W) in [-1, 1] <-> latent (B, C, T', H/f, W/f), f = 2 ** (levels - 1) (4 in the
+default preset), with T = 1 + 4 (T' - 1). Every temporal operation is causal and every norm works within one frame, so the
 first frame is encoded alone (an image is a 1-frame video) and encoding or decoding can run
 chunk by chunk with a small cache: the result equals the whole-clip pass, and memory stays
 flat however long the clip is.
@@ -57,10 +57,10 @@ class ChannelNorm(nn.Module):
 
 
 class ResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, kt: int = 3):
         super().__init__()
-        self.norm1, self.conv1 = ChannelNorm(cin), CausalConv3d(cin, cout)
-        self.norm2, self.conv2 = ChannelNorm(cout), CausalConv3d(cout, cout)
+        self.norm1, self.conv1 = ChannelNorm(cin), CausalConv3d(cin, cout, (kt, 3, 3))
+        self.norm2, self.conv2 = ChannelNorm(cout), CausalConv3d(cout, cout, (kt, 3, 3))
         self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
@@ -120,6 +120,15 @@ class Upsample(nn.Module):
         return y.reshape(b, t, c, 2 * h, 2 * w).transpose(1, 2)
 
 
+def _time_kernels(cfg: VAEConfig) -> tuple[list[int], int]:
+    """Time kernels of the ResBlocks, from full resolution to the middle block (last), and of the
+    latent-rate convolutions next to the latent: 3 (sees two steps back) or 1 (one frame)."""
+    n = len(cfg.channel_mults) * cfg.num_res_blocks + 1
+    if cfg.time_blocks is None:
+        return [3] * n, 3
+    return [3 if i >= n - cfg.time_blocks else 1 for i in range(n)], 1
+
+
 def _run(layers: nn.ModuleList, x: torch.Tensor, cache: Cache | None) -> torch.Tensor:
     for layer in layers:
         x = layer(x, cache)
@@ -130,17 +139,18 @@ class Encoder(nn.Module):
     def __init__(self, cfg: VAEConfig):
         super().__init__()
         chans = [cfg.base_channels * m for m in cfg.channel_mults]
+        kts, kt_latent = _time_kernels(cfg)
         self.conv_in = CausalConv3d(cfg.in_channels, chans[0])
         layers: list[nn.Module] = []
         for i, c in enumerate(chans):
             cin = chans[max(i - 1, 0)]
-            layers += [ResBlock(cin if j == 0 else c, c) for j in range(cfg.num_res_blocks)]
+            layers += [ResBlock(cin if j == 0 else c, c, kts.pop(0)) for j in range(cfg.num_res_blocks)]
             if i < len(chans) - 1:
                 layers.append(Downsample(c, cfg.temporal_down[i]))
-        layers += [ResBlock(chans[-1], chans[-1])]
+        layers += [ResBlock(chans[-1], chans[-1], kts.pop(0))]
         self.layers = nn.ModuleList(layers)
         self.norm_out = ChannelNorm(chans[-1])
-        self.conv_out = CausalConv3d(chans[-1], 2 * cfg.latent_channels)
+        self.conv_out = CausalConv3d(chans[-1], 2 * cfg.latent_channels, (kt_latent, 3, 3))
 
     def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
         x = _run(self.layers, self.conv_in(x, cache), cache)
@@ -152,11 +162,13 @@ class Decoder(nn.Module):
         super().__init__()
         chans = [cfg.base_channels * m for m in cfg.channel_mults][::-1]
         ups = list(cfg.temporal_down)[::-1]
-        self.conv_in = CausalConv3d(cfg.latent_channels, chans[0])
-        layers: list[nn.Module] = [ResBlock(chans[0], chans[0])]
+        kts, kt_latent = _time_kernels(cfg)
+        kts = kts[::-1]  # the middle block first
+        self.conv_in = CausalConv3d(cfg.latent_channels, chans[0], (kt_latent, 3, 3))
+        layers: list[nn.Module] = [ResBlock(chans[0], chans[0], kts.pop(0))]
         for i, c in enumerate(chans):
             cin = chans[max(i - 1, 0)]
-            layers += [ResBlock(cin if j == 0 else c, c) for j in range(cfg.num_res_blocks)]
+            layers += [ResBlock(cin if j == 0 else c, c, kts.pop(0)) for j in range(cfg.num_res_blocks)]
             if i < len(chans) - 1:
                 layers.append(Upsample(c, ups[i]))
         self.layers = nn.ModuleList(layers)
