@@ -12,10 +12,12 @@ by resampling to that grid. It is a sum of orthonormal, band-limited (2 to 9 cyc
 carriers: a pilot, whose correlation finds the geometry of a crop and says whether a mark is
 there at all, and one carrier per coded payload bit (a 32-bit id and a CRC-16 under a rate-1/2
 convolutional code). The detector correlates gradients, not levels: the world is flat colour
-with sharp edges, so edges are dropped and texture clipped, and what is left in flat parts is
-the mark alone. Decoy carriers go through the same search and give each video its own null
-distribution, so the p-value holds on any content. Embedding cancels what the detector would
-read from the host alone (improved spread spectrum), so the content does not pull the bits.
+with sharp edges, so edges (and the pixels next to them) are dropped and texture clipped, and
+what is left in flat parts is the mark alone. Decoy carriers go through the same search and
+give each video its own null distribution, so the p-value holds on any content. Embedding
+cancels what the detector would read from the host alone (improved spread spectrum), so the
+content does not pull the bits. A list Viterbi decoder hands the CRC the 16 likeliest payloads,
+not just the likeliest, and the p-value counts every payload tried.
 
 The key is public: anyone can detect the mark (that is the point), and so a determined
 adversary who reads this code can also remove it. C2PA credentials carry the signed claim;
@@ -39,8 +41,8 @@ from .ecc import (
     conv_encode,
     crc16,
     from_bits,
+    list_viterbi_decode,
     to_bits,
-    viterbi_decode,
 )
 
 KEY = "framecast-watermark-v1"  # the mark's format: any change below that alters the pattern needs a new key
@@ -56,12 +58,15 @@ MAX_CROP = 0.7  # the smallest crop (per side) the geometry search looks for
 ZOOM_STEPS = 16  # log-spaced from 1 to 1 / MAX_CROP
 ASPECTS = (1.0,)  # zoom x / zoom y tried
 DETECT_P = 1e-6  # report a mark when the chance of a clean video scoring as high is below this
+PATHS = 16  # likeliest payloads tried against the CRC at a geometry
+LIST_P = 1e-3  # a geometry is decoded with a list only when the pilot's test there is this significant
 DECODE_TRIES = 4  # geometries at which the payload is decoded: identity (twice), the search's best
 MAX_CANCEL = 0.5  # of the mark's energy that may go to cancelling the host
 CORRECTIONS = 2  # read-back corrections while embedding
 STILL_FRAMES = 180  # frames the median runs over
-CLIP = 4.0  # luma levels per canonical pixel: above the mark's steepest slopes
-EDGE = 12.0  # a gradient steeper than this is an edge (the world's are 18 and up), not texture: dropped
+CLIP = 3.0  # luma levels per canonical pixel: the mark's steepest slopes (1% of them are steeper)
+EDGE = 8.0  # a gradient steeper than this is an edge (the world's are 18 and up, half that at 0.5x), not texture
+NEAR_EDGE = 1  # pixels around an edge dropped with it
 
 
 @dataclass
@@ -114,12 +119,16 @@ def _gradients(x: np.ndarray) -> np.ndarray:
 
 
 def _features(y: np.ndarray) -> np.ndarray:
-    """Still luma (h, w) -> robust gradients (2, h, w). The world is flat colour with sharp edges:
-    in flat parts the gradient is the mark's alone, and an edge (a step of up to 230 levels) would
-    drown the mark's few levels, so edges are dropped; texture is clipped to the mark's range
-    rather than dropped, so that the mark's small push changes the features smoothly."""
+    """Still luma (..., h, w) -> robust gradients (..., 2, h, w). The world is flat colour with sharp
+    edges: in flat parts the gradient is the mark's alone, and an edge (a step of up to 230 levels)
+    would drown the mark's few levels, so edges are dropped, and so are their next pixels, where a
+    resize or the codec smears the step into slopes that would pass for texture (after a 0.5x
+    resize of a 64-pixel clip, most of the noise the decoder read). Texture is clipped to the
+    mark's range rather than dropped, so that the mark's small push changes the features smoothly."""
     g = _gradients(y)
-    return np.where(np.abs(g) <= EDGE, np.clip(g, -CLIP, CLIP), 0.0)
+    edge = torch.from_numpy((np.abs(g) > EDGE).any(-3)).float().reshape(-1, 1, *y.shape[-2:])
+    near_edge = F.max_pool2d(edge, 2 * NEAR_EDGE + 1, stride=1, padding=NEAR_EDGE).reshape(y.shape).numpy() > 0
+    return np.where(near_edge[..., None, :, :], 0.0, np.clip(g, -CLIP, CLIP))
 
 
 def video_id(frames: np.ndarray) -> int:
@@ -275,9 +284,10 @@ def _refine(still: np.ndarray, pilot: np.ndarray, geo: tuple) -> np.ndarray:
     return best
 
 
-def _decode_at(still: np.ndarray, feats: np.ndarray, geo: tuple, refine: bool) -> tuple[int | None, int, np.ndarray]:
+def _decode_at(still: np.ndarray, feats: np.ndarray, geo: tuple, refine: bool, paths: int) -> tuple[np.ndarray, np.ndarray]:
     """Read the payload at one coarse geometry: refine it, least squares over the visible window,
-    then Viterbi and the CRC. Returns (id or None if the CRC fails, the decoded id, the geometry used)."""
+    then list Viterbi. Returns the `paths` likeliest payloads (paths, PAYLOAD_BITS), likeliest
+    first, and the geometry used."""
     _, _, h, w, oy, ox = geo
     fine = _refine(still, feats[0], geo) if refine else np.array([GRID / h, GRID / w, oy, ox], dtype=np.float64)
     f, mask = _canonical(_resize(still, geo[2], geo[3]), fine[None])
@@ -285,9 +295,7 @@ def _decode_at(still: np.ndarray, feats: np.ndarray, geo: tuple, refine: bool) -
     # the carriers' gradients are not orthogonal (and less so in a crop): solve for all at once
     gram = window @ window.T + 1e-6 * np.eye(window.shape[0])
     weights = np.linalg.solve(gram, window @ f.reshape(-1).numpy())
-    bits = viterbi_decode(weights[1: 1 + CODED_BITS], PAYLOAD_BITS)
-    ident, check = bits[:ID_BITS], bits[ID_BITS:]
-    return (from_bits(ident) if np.array_equal(crc16(ident), check) else None), from_bits(ident), fine
+    return list_viterbi_decode(weights[1: 1 + CODED_BITS], PAYLOAD_BITS, paths), fine
 
 
 def _gumbel_p(x: float, null: np.ndarray) -> float:
@@ -326,17 +334,26 @@ def detect_still(still: np.ndarray, key: str = KEY) -> Detection:
     z = float((best[0] - best[1:].mean()) / max(best[1:].std(ddof=1), 1e-9))
     # the identity as is and refined (a resize back and forth shifts it by a fraction of a pixel)
     matched = _matched_features(key, *still.shape) if min(still.shape) < GRID else feats
-    candidates = [(geos[0], False, matched), (geos[0], True, matched)]
-    candidates += [(geos[int(g)], True, feats) for g in np.argsort(-scores[0])[: DECODE_TRIES - 2]]
-    ident, first_guess = None, None
-    for coarse, refine, f in candidates:
-        ident, guess, geo = _decode_at(still, f[: 1 + CODED_BITS], coarse, refine)
-        first_guess = guess if first_guess is None else first_guess
+    candidates = [(0, False, matched), (0, True, matched)]
+    candidates += [(int(g), True, feats) for g in np.argsort(-scores[0])[: DECODE_TRIES - 2]]
+    ident, first_guess, examined = None, None, 0
+    for g, refine, f in candidates:
+        # each payload tried is a chance for a wrong id: a list only where the pilot finds the mark,
+        # not at the identity of a cropped video or anywhere in a clean one (there it reads noise)
+        paths = PATHS if (p_identity if g == 0 else p_search) < LIST_P else 1
+        payloads, geo = _decode_at(still, f[: 1 + CODED_BITS], geos[g], refine, paths)
+        first_guess = from_bits(payloads[0, :ID_BITS]) if first_guess is None else first_guess
+        for bits in payloads:
+            examined += 1
+            if np.array_equal(crc16(bits[:ID_BITS]), bits[ID_BITS:]):
+                ident = from_bits(bits[:ID_BITS])
+                break
         if ident is not None:
             break
-    # a CRC-16 that checks out by chance: 2^-16 per try; the pilot and the payload carriers are
-    # orthogonal, so on a clean video the two are independent
-    p = p_pilot * (DECODE_TRIES * 2.0 ** -CRC_BITS if ident is not None else 1.0)
+    # on a clean video each payload examined checks out by chance (2^-16), so one of the first
+    # `examined` does with a chance of at most examined * 2^-16; the pilot and the payload carriers
+    # are orthogonal, so on a clean video the two tests are independent
+    p = p_pilot * (examined * 2.0 ** -CRC_BITS if ident is not None else 1.0)
     return Detection(p < DETECT_P, ident if p < DETECT_P else None, 1.0 - p, p, z, tuple(float(v) for v in geo),
                      ident if ident is not None else first_guess)
 
