@@ -11,6 +11,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import types
 import urllib.parse
 
 import numpy as np
@@ -19,8 +20,8 @@ import pytest
 from PIL import Image
 from serving import META, Server, command, http, make_model_dir, pid_alive, wait_for
 
-from framecast.server.params import ApiError, resolve_seconds, resolve_size
-from framecast.server.settings import ModelInfo
+from framecast.server.params import ApiError, extension_spec, resolve_seconds, resolve_size
+from framecast.server.settings import ModelInfo, ServerSettings
 from framecast.server.store import Store
 from framecast.video.inputs import resize
 from framecast.video.io import read_mp4
@@ -130,6 +131,16 @@ def test_seconds():
     for bad in ("0", "-1", "21", "nan", "x", "0.01"):
         with pytest.raises(ApiError):
             resolve_seconds(bad, INFO, 20)
+
+
+def test_extensions_cannot_grow_a_video_without_limit(tmp_path):
+    settings = ServerSettings(model_dir=tmp_path, max_seconds=20, max_video_seconds=120)
+    source = types.SimpleNamespace(seconds="110", size="32x32", options={"seed": 1})
+    spec = extension_spec({"prompt": "the red ball keeps falling", "seconds": "10"}, source, tmp_path / "a.mp4", INFO, settings)
+    assert spec.seconds == "120"
+    with pytest.raises(ApiError, match="would be 122 s; a video may be at most 120 s") as err:
+        extension_spec({"prompt": "the red ball keeps falling", "seconds": "12"}, source, tmp_path / "a.mp4", INFO, settings)
+    assert (err.value.status, err.value.param) == (400, "seconds")
 
 
 # --- the API through the openai client -----------------------------------------------------------

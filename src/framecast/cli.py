@@ -255,7 +255,7 @@ def cmd_train(args) -> int:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     folder = train(args.preset, args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                    resume=args.resume, data=args.data, stage=args.stage, fsdp=args.fsdp)
-    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one report
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one report
         print(f"{args.stage.upper() if args.stage == 'vae' else args.stage} trained in {folder}"
               if args.stage in ("vae", "decoder") else f"model written to {folder}")
     return 0

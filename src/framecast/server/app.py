@@ -310,6 +310,7 @@ def create_app(service: Service) -> FastAPI:
         mw, mh = info.multiple
         return {"model": info.name, "size": info.size, "fps": info.fps, "multiple": [mw, mh],
                 "max_pixels": info.max_pixels, "max_seconds": settings.max_seconds,
+                "max_video_seconds": settings.max_video_seconds,
                 "auth": bool(settings.api_keys), "image_to_video": info.given_frames}
 
     @app.get("/", include_in_schema=False)

@@ -289,6 +289,9 @@ def extension_spec(fields: dict[str, Any], source: Job, source_mp4: Path, info: 
     prompt = _allowed_prompt(fields)
     _given_frames(info, "extending a video")
     seconds, _ = resolve_seconds(fields.get("seconds"), info, settings.max_seconds)
+    if float(source.seconds) + seconds > settings.max_video_seconds:
+        raise bad(f"the extended video would be {float(source.seconds) + seconds:g} s; a video may be at most "
+                  f"{settings.max_video_seconds:g} s (the source is {source.seconds} s)", "seconds")
     options = sampling_options(fields, prompt, seconds, _size(source), info, settings, source.options)
     total = f"{float(source.seconds) + seconds:g}"
     return JobSpec(prompt, info.name, total, source.size, options, {"before": SOURCE}, {SOURCE: source_mp4})

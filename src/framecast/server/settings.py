@@ -16,7 +16,8 @@ class ServerSettings:
     workers: int = 1  # generation processes: each holds a copy of the model
     api_keys: tuple[str, ...] = ()  # none: no authentication
     device: str = "auto"  # where workers run the model: auto (cuda if there is one), cpu, cuda, ...
-    max_seconds: float = 20.0
+    max_seconds: float = 20.0  # one generation (and each extension's new part)
+    max_video_seconds: float = 120.0  # a whole video, extensions of extensions included (the worker holds it all)
     max_steps: int = 1000
     max_upload_bytes: int = 10 * 2**20
     area_factor: int = 16  # the largest frame a request may ask for: this many times the model's default area
