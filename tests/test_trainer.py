@@ -3,11 +3,12 @@
 import json
 
 import torch
+import torch.nn.functional as F
 
 from framecast.config import PRESETS
 from framecast.models.dit import DiT
 from framecast.models.vae import VideoVAE
-from framecast.train.losses import dit_loss_fn, foreground, random_crop, vae_loss_fn
+from framecast.train.losses import dit_loss_fn, edge_error, foreground, random_crop, vae_loss_fn
 from framecast.train.trainer import LoopConfig, Trainer
 from framecast.world.clip import make_clip
 
@@ -164,3 +165,13 @@ def test_given_frames_are_left_out_of_the_dit_loss():
     spoiled = loss(Spoil(), batch, torch.Generator().manual_seed(5))[0]
     assert torch.allclose(base, spoiled)
     assert given_frames(4, 2, torch.Generator().manual_seed(0), 1.0).any()
+
+
+def test_edge_loss_prefers_a_sharp_wrong_colour_to_a_blurred_right_one():
+    video = torch.full((1, 3, 1, 16, 16), -1.0)
+    video[..., 4:12, 4:12] = 1.0  # a white box on black
+    blurred = F.avg_pool3d(video, (1, 3, 3), stride=1, padding=(0, 1, 1), count_include_pad=False)
+    tinted = video + 0.2  # every pixel off, every edge kept
+    ones = torch.ones_like(video[:, :1])
+    assert (tinted - video).abs().mean() > (blurred - video).abs().mean()  # plain L1 prefers the blur
+    assert edge_error(tinted, video, ones) < 1e-6 < edge_error(blurred, video, ones)

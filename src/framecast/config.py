@@ -111,6 +111,7 @@ class TrainConfig:
     decoder_steps: int = 0  # fine-tuning of the VAE decoder alone on the frozen encoder's latents (0: none)
     decoder_lr: float = 2e-4
     decoder_crop: tuple[int, int, int] | None = None  # windows the decoder fine-tunes on (uniformly drawn)
+    decoder_edge_weight: float = 0.0  # weight of the L1 between spatial gradients while fine-tuning the decoder
     dit_steps: int = 10000
     dit_weights: tuple[float, ...] | None = None  # the buckets' weights in the DiT stage (default: as in `buckets`)
     cond_prob: float = 0.2  # share of DiT samples given some frames clean (image-to-video, extension, loops)
@@ -133,7 +134,7 @@ class TrainConfig:
 # Settings only the model folder reads (sampling defaults): a resumed run may change them any time.
 MODEL_FOLDER_SETTINGS = ("sample_steps", "guidance")
 # Settings only the decoder fine-tuning reads: a run may change them until that stage starts.
-DECODER_SETTINGS = ("decoder_steps", "decoder_lr", "decoder_crop")
+DECODER_SETTINGS = ("decoder_steps", "decoder_lr", "decoder_crop", "decoder_edge_weight")
 # Settings only the DiT stage reads: a run may change them until its DiT starts.
 DIT_SETTINGS = ("dit_steps", "dit_weights", "cond_prob", "batch_size", "lr", "grad_accum", "caption_dropout",
                 "prompt_prob")
@@ -141,6 +142,7 @@ DIT_SETTINGS = ("dit_steps", "dit_weights", "cond_prob", "batch_size", "lr", "gr
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(buckets="32x32x9@8,48x32x5@8", world_clips=32, shard_size=16, vae_steps=20, decoder_steps=4,
+                        decoder_edge_weight=1.0,
                         vae_batch_size=4, dit_steps=20, batch_size=8, warmup=5, ema_decay=0.9, log_every=5,
                         ckpt_every=10, sample_steps=4),
     "default": TrainConfig(buckets="64x64x17@12*3,112x64x17@12,64x112x17@12,64x64x49@12", world_clips=8192,

@@ -175,7 +175,8 @@ def train_decoder(vae: VideoVAE, tc: TrainConfig, roots: list[Path], weights: li
     model = copy.deepcopy(vae).train()
     model.decoder.requires_grad_(True)
     model.encoder.requires_grad_(False)
-    loss = vae_loss_fn(0.0, device, tc.decoder_crop, tc.vae_fg_weight, decoder_only=True, crop_tries=1)
+    loss = vae_loss_fn(0.0, device, tc.decoder_crop, tc.vae_fg_weight, decoder_only=True, crop_tries=1,
+                       edge_weight=tc.decoder_edge_weight)
     return _train_autoencoder("decoder", model, loss, tc.decoder_steps, tc.decoder_lr, tc, roots, weights, out,
                               seed + 1, device, progress, d, fsdp)
 
