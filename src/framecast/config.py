@@ -147,7 +147,9 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                         ckpt_every=10, sample_steps=4),
     "default": TrainConfig(buckets="64x64x17@12*3,112x64x17@12,64x112x17@12,64x64x49@12", world_clips=8192,
                            vae_steps=4000, vae_crop=(17, 32, 32),  # 5 latent frames: the whole receptive field
-                           vae_fg_weight=5.0, dit_steps=20000,
+                           vae_fg_weight=5.0, decoder_steps=3000, decoder_crop=(17, 48, 48),
+                           decoder_edge_weight=1.0,  # small boxes and triangles kept from rounding into balls
+                           dit_steps=20000,
                            dit_weights=(1, 1, 1, 3)),  # the DiT sees mostly whole 4 s clips
     "default-v3": TrainConfig(buckets="64x64x17@12*3,112x64x17@12,64x112x17@12,64x64x49@12", world_clips=8192,
                            vae_steps=4000, vae_crop=(9, 32, 32), vae_fg_weight=5.0, decoder_steps=6000,
