@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data_index)
 
     p = sub.add_parser("train", help="train a model (world data, VAE, DiT) with a preset's recipe")
-    p.add_argument("--preset", default="default", help="tiny, default or large (default: default)")
+    p.add_argument("--preset", default="default", help="tiny, default, default-v3 or large (default: default)")
     p.add_argument("--out", type=Path, required=True, help="run folder; the model lands in OUT/model")
     p.add_argument("--steps", type=int, default=None, help="DiT training steps (default: the preset's)")
     p.add_argument("--batch-size", type=int, default=None, help="DiT batch size (default: the preset's)")
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=None,
                    help="model folder (default: the shipped model, else random weights of the default preset)")
     p.add_argument("--preset", default=None,
-                   help="random weights of this preset instead of a model folder (tiny, default, large): "
+                   help="random weights of this preset instead of a model folder (tiny, default, default-v3, large): "
                         "weights do not change speed")
     p.add_argument("--seconds-list", default="4,16,60", metavar="S,...",
                    help="clip lengths for the scaling runs; the first is also timed by stage (default 4,16,60)")
