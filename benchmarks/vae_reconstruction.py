@@ -1,0 +1,83 @@
+"""How much of a clip survives the video VAE: reconstruction PSNR (whole frame and objects)
+and `framecast eval`'s pass rates on reconstructions of held-out world clips.
+
+The evaluator's pass rates on reconstructions bound what any DiT on these latents can reach:
+a box whose corners the VAE rounds reads as a ball whatever the DiT makes.
+
+    OMP_NUM_THREADS=1 python benchmarks/vae_reconstruction.py --model models/default --clips 12
+    OMP_NUM_THREADS=1 python benchmarks/vae_reconstruction.py --run runs/default --preset default
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from framecast.config import preset
+from framecast.evaluate.checks import CATEGORIES
+from framecast.evaluate.clip import evaluate_clip
+from framecast.models.vae import VideoVAE
+from framecast.pipeline import Framecast
+from framecast.train.trainer import load_ema_weights
+from framecast.world.clip import make_clip
+from framecast.world.export import clip_seed
+
+FPS, SIZE, FRAMES = 12.0, 64, 49
+SEED = 999  # no training run draws clip_seed(999, i)
+
+
+def load_vae(args: argparse.Namespace) -> VideoVAE:
+    if args.model:
+        return Framecast.load(args.model).vae.float().eval()
+    vae = VideoVAE(preset(args.preset).vae)
+    run = Path(args.run)
+    ckpt = run / "decoder.ckpt" if (run / "decoder.ckpt").exists() and not args.no_decoder else run / "vae.ckpt"
+    step = load_ema_weights(vae, ckpt)
+    print(f"{ckpt} (EMA weights, step {step})")
+    return vae.eval()
+
+
+def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
+    err = (a.astype(np.float64) - b) ** 2
+    return 10 * math.log10(255.0 ** 2 / max(float(err[where].mean() if where is not None else err.mean()), 1e-10))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", help="a model folder")
+    ap.add_argument("--run", help="a training run folder (its decoder.ckpt, else vae.ckpt)")
+    ap.add_argument("--preset", default="default", help="the run's preset (with --run)")
+    ap.add_argument("--no-decoder", action="store_true", help="with --run: the VAE's own decoder, not the fine-tuned one")
+    ap.add_argument("--clips", type=int, default=12)
+    args = ap.parse_args()
+    if bool(args.model) == bool(args.run):
+        ap.error("give one of --model and --run")
+    vae = load_vae(args)
+    passed = {c: 0 for c in CATEGORIES}
+    whole, objects = [], []
+    for i in range(args.clips):
+        clip = make_clip(clip_seed(SEED, i), FRAMES / FPS, FPS, SIZE, SIZE)
+        video = torch.from_numpy(clip.frames).permute(3, 0, 1, 2)[None].float().div(127.5).sub(1)
+        with torch.no_grad():
+            recon = vae.decode(vae.encode(video).mean)[0, :, : len(clip.frames)]
+        frames = recon.clamp(-1, 1).add(1).mul(127.5).round().permute(1, 2, 3, 0).to(torch.uint8).numpy()
+        bg = np.median(clip.frames.reshape(-1, 3), axis=0)
+        fg = np.abs(clip.frames.astype(np.float64) - bg).max(-1) > 25  # (T, H, W): object pixels
+        whole.append(psnr(frames, clip.frames))
+        objects.append(psnr(frames, clip.frames, fg))
+        result = evaluate_clip(frames, FPS, clip.scene)
+        for c in CATEGORIES:
+            passed[c] += result["passed"][c]
+        for reason in result["failed"]:
+            print(f"  {i:03d} {reason}")
+    print(f"\n{args.clips} held-out {SIZE}x{SIZE} clips of {FRAMES} frames: PSNR {np.mean(whole):.2f} dB, "
+          f"objects {np.mean(objects):.2f} dB")
+    print("eval on reconstructions: " + ", ".join(f"{c} {passed[c] / args.clips:.2f}" for c in CATEGORIES))
+
+
+if __name__ == "__main__":
+    main()
