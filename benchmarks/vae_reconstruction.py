@@ -22,6 +22,7 @@ from framecast.evaluate.checks import CATEGORIES
 from framecast.evaluate.clip import evaluate_clip
 from framecast.models.vae import VideoVAE
 from framecast.pipeline import Framecast
+from framecast.render import to_frames, to_video
 from framecast.train.trainer import load_ema_weights
 from framecast.world.clip import make_clip
 from framecast.world.export import clip_seed
@@ -61,10 +62,9 @@ def main() -> None:
     whole, objects = [], []
     for i in range(args.clips):
         clip = make_clip(clip_seed(SEED, i), FRAMES / FPS, FPS, SIZE, SIZE)
-        video = torch.from_numpy(clip.frames).permute(3, 0, 1, 2)[None].float().div(127.5).sub(1)
         with torch.no_grad():
-            recon = vae.decode(vae.encode(video).mean)[0, :, : len(clip.frames)]
-        frames = recon.clamp(-1, 1).add(1).mul(127.5).round().permute(1, 2, 3, 0).to(torch.uint8).numpy()
+            video = to_video(torch.from_numpy(clip.frames))
+            frames = to_frames(vae.decode(vae.encode(video).mean)).numpy()[: len(clip.frames)]
         bg = np.median(clip.frames.reshape(-1, 3), axis=0)
         fg = np.abs(clip.frames.astype(np.float64) - bg).max(-1) > 25  # (T, H, W): object pixels
         whole.append(psnr(frames, clip.frames))

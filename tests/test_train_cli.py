@@ -65,6 +65,9 @@ def test_generate_with_the_trained_model(trained, tmp_path):
     (["--preset", "huge"], "unknown preset"),
     (["--preset", "tiny", "--steps", "0"], "--steps must be at least 1"),
     (["--preset", "tiny", "--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--preset", "tiny", "--vae-steps", "0"], "--vae-steps must be at least 1"),
+    (["--preset", "tiny", "--decoder-steps", "-1"], "--decoder-steps must be at least 0"),
+    (["--preset", "tiny", "--init", "no/such/model"], "no model folder"),
 ])
 def test_bad_train_arguments(tmp_path, args, message):
     res = run("train", "--out", tmp_path / "x", *args)
@@ -113,3 +116,28 @@ def test_the_decoder_is_fine_tuned_on_the_frozen_encoder(trained):
     assert all(torch.equal(shipped[f"vae.{k}"].float(), vae[k].half().float()) for k in enc)
     assert any(not torch.equal(shipped[f"vae.{k}"].float(), vae[k].half().float()) for k in dec)
     assert "decoder_eval" in json.loads((trained / "model" / "recipe.json").read_text())
+
+
+def test_a_run_continues_from_a_model_folder(trained, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+    out = tmp_path / "more"
+    res = run("train", "--preset", "tiny", "--init", trained / "model", "--steps", "4", "--decoder-steps", "0",
+              "--seed", "3", "--out", out)
+    assert res.returncode == 0, res.stderr
+    base, more = (load_file(d / "model" / "model.safetensors") for d in (trained, out))
+    assert all(torch.equal(base[k], more[k]) for k in base if k.startswith("vae."))  # the VAE is kept
+    dit = [k for k in base if k.startswith("dit.") and base[k].is_floating_point()]
+    moved = max((base[k].float() - more[k].float()).abs().max().item() for k in dit)
+    assert 0 < moved < 0.02  # a few small steps on from the folder's DiT, not a fresh start
+    cfg = [json.loads((d / "model" / "config.json").read_text())["meta"] for d in (trained, out)]
+    assert cfg[0]["latent_mean"] == cfg[1]["latent_mean"] and cfg[0]["latent_std"] == cfg[1]["latent_std"]
+    recipe = json.loads((out / "model" / "recipe.json").read_text())
+    assert recipe["dit_step"] == 4 and recipe["dit_step_total"] == 6 + 4
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in log} == {"dit"} and not (out / "vae.ckpt").exists()
+
+
+def test_a_model_folder_of_another_architecture_cannot_be_continued(trained, tmp_path):
+    res = run("train", "--preset", "default", "--init", trained / "model", "--out", tmp_path / "x")
+    assert res.returncode == 2 and "another architecture" in res.stderr and "Traceback" not in res.stderr

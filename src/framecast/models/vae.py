@@ -1,10 +1,10 @@
 """Causal video VAE: the video compression network.
 
 Video (B, 3, T, H, W) in [-1, 1] <-> latent (B, C, T', H/f, W/f), f = 2 ** (levels - 1) (4 in the
-default preset), with T = 1 + 4 (T' - 1). Every temporal operation is causal and every norm works within one frame, so the
-first frame is encoded alone (an image is a 1-frame video) and encoding or decoding can run
-chunk by chunk with a small cache: the result equals the whole-clip pass, and memory stays
-flat however long the clip is.
+default preset), with T = 1 + 4 (T' - 1). Every temporal operation is causal and every norm
+works within one frame, so the first frame is encoded alone (an image is a 1-frame video) and
+encoding or decoding can run chunk by chunk with a small cache: the result equals the
+whole-clip pass, and memory stays flat however long the clip is.
 """
 
 from __future__ import annotations

@@ -289,12 +289,12 @@ def extension_spec(fields: dict[str, Any], source: Job, source_mp4: Path, info: 
     prompt = _allowed_prompt(fields)
     _given_frames(info, "extending a video")
     seconds, _ = resolve_seconds(fields.get("seconds"), info, settings.max_seconds)
-    if float(source.seconds) + seconds > settings.max_video_seconds:
-        raise bad(f"the extended video would be {float(source.seconds) + seconds:g} s; a video may be at most "
+    total = float(source.seconds) + seconds
+    if total > settings.max_video_seconds:
+        raise bad(f"the extended video would be {total:g} s; a video may be at most "
                   f"{settings.max_video_seconds:g} s (the source is {source.seconds} s)", "seconds")
     options = sampling_options(fields, prompt, seconds, _size(source), info, settings, source.options)
-    total = f"{float(source.seconds) + seconds:g}"
-    return JobSpec(prompt, info.name, total, source.size, options, {"before": SOURCE}, {SOURCE: source_mp4})
+    return JobSpec(prompt, info.name, f"{total:g}", source.size, options, {"before": SOURCE}, {SOURCE: source_mp4})
 
 
 def edit_spec(fields: dict[str, Any], source: Job, source_mp4: Path, info: ModelInfo,

@@ -120,14 +120,16 @@ def vae_psnr(vae: VideoVAE, bucket: Bucket, clips: int = 16, seed: int = 10**6) 
     return total / clips
 
 
-def settings_for(preset_name: str, steps: int | None, batch_size: int | None) -> TrainConfig:
+def settings_for(preset_name: str, steps: int | None, batch_size: int | None, vae_steps: int | None = None,
+                 decoder_steps: int | None = None) -> TrainConfig:
+    """The preset's recipe with the step counts and batch size a run overrides (None: the preset's)."""
     tc = TRAIN_PRESETS[preset_name]
-    if steps is not None:
-        tc = replace(tc, dit_steps=steps)
-    if batch_size is not None:
-        tc = replace(tc, batch_size=batch_size)
-    if tc.dit_steps < 1 or tc.batch_size < 1:
-        raise ValueError("steps and batch size must be at least 1")
+    given = {"dit_steps": steps, "batch_size": batch_size, "vae_steps": vae_steps, "decoder_steps": decoder_steps}
+    tc = replace(tc, **{k: v for k, v in given.items() if v is not None})
+    if tc.dit_steps < 1 or tc.batch_size < 1 or tc.vae_steps < 1:
+        raise ValueError("steps, VAE steps and batch size must be at least 1")
+    if tc.decoder_steps < 0:
+        raise ValueError("decoder steps must be at least 0")
     return tc
 
 
@@ -183,9 +185,11 @@ def train_decoder(vae: VideoVAE, tc: TrainConfig, roots: list[Path], weights: li
 
 def train_dit(cfg: DiTConfig, tc: TrainConfig, vae: VideoVAE, text: TextEncoder, roots: list[Path],
               weights: list[float], out: Path, seed: int, device: torch.device, progress: bool, d: Dist = SINGLE,
-              fsdp: bool = False):
+              fsdp: bool = False, init: Framecast | None = None):
     """Stages 2 and 3: cache latents and text embeddings (the DiT never runs the encoders), then
-    train the DiT on normalised latents. Returns the DiT's EMA weights and the latent stats."""
+    train the DiT on normalised latents. Returns the DiT's EMA weights and the latent stats.
+    Given `init` (a model folder's model with this VAE), the DiT starts from its weights and keeps
+    its latent normalisation."""
     latent_roots = [out / "latents" / r.name for r in roots]
 
     def cache() -> None:
@@ -193,7 +197,10 @@ def train_dit(cfg: DiTConfig, tc: TrainConfig, vae: VideoVAE, text: TextEncoder,
             cache_latents(vae, text, src, dst, device=device, progress=progress)
 
     distributed.main_first(d, cache)
-    mean, std = latent_stats(latent_roots[0])
+    if init is None:
+        mean, std = latent_stats(latent_roots[0])
+    else:
+        mean, std = torch.tensor(init.meta.latent_mean), torch.tensor(init.meta.latent_std)
     mean_b, std_b = mean.view(1, -1, 1, 1, 1).float(), std.view(1, -1, 1, 1, 1).float()
     if tc.dit_weights is not None:
         if len(tc.dit_weights) != len(roots):
@@ -204,7 +211,10 @@ def train_dit(cfg: DiTConfig, tc: TrainConfig, vae: VideoVAE, text: TextEncoder,
                       grad_accum=tc.grad_accum, log_every=tc.log_every, ckpt_every=tc.ckpt_every, seed=seed)
     loss = dit_loss_fn(lambda z: (z - mean_b) / std_b, text([""]), device, tc.prompt_prob, tc.caption_dropout,
                        tc.cond_prob)
-    trainer = Trainer("dit", DiT(cfg), loss, stream, loop, out, device, progress, dist=d, fsdp=fsdp)
+    dit = DiT(cfg)
+    if init is not None:
+        dit.load_state_dict(init.dit.state_dict())
+    trainer = Trainer("dit", dit, loss, stream, loop, out, device, progress, dist=d, fsdp=fsdp)
     trainer.resume()
     trainer.run()
     return trainer.ema_module().eval(), mean, std
@@ -220,33 +230,55 @@ def load_ema(model: torch.nn.Module, ckpt: Path, device: torch.device) -> tuple[
 
 
 def train(preset_name: str, out: str | Path, steps: int | None = None, batch_size: int | None = None,
-          seed: int = 0, resume: bool = False, data: str | Path | None = None, stage: str = "all",
-          progress: bool = True, fsdp: bool = False) -> Path:
+          vae_steps: int | None = None, decoder_steps: int | None = None, seed: int = 0,
+          resume: bool = False, data: str | Path | None = None, stage: str = "all",
+          progress: bool = True, fsdp: bool = False, init: str | Path | None = None) -> Path:
     """Run a preset's recipe (stage "all", or "vae" alone); returns the model folder or, for
     the VAE stage, the run folder. Stage "export" trains nothing: it writes the model folder
     from the checkpoints as they are, to evaluate or ship a run before it ends.
 
     Under torchrun the processes train data-parallel (DDP; FSDP2 with fsdp=True), each on its
-    rows of every global batch of batch_size clips."""
+    rows of every global batch of batch_size clips.
+
+    `init` names a model folder of this preset to continue from (say the shipped model, for more
+    steps or on your own videos): its VAE is kept as it is (no VAE stage; its latents are the
+    ones the DiT knows) and the DiT starts from its weights and latent normalisation."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    if init is not None and stage in ("vae", "decoder"):
+        raise ValueError(f"--init continues from a trained VAE: there is no --stage {stage} to run")
     model_cfg = preset(preset_name)
-    tc = settings_for(preset_name, steps, batch_size)
+    tc = settings_for(preset_name, steps, batch_size, vae_steps, decoder_steps)
     with distributed.session() as d:
         for what, size in (("--batch-size", tc.batch_size), ("the VAE batch size", tc.vae_batch_size)):
             if size < d.world_size:
                 raise ValueError(f"{what} ({size}) is the global batch: it needs at least one clip "
                                  f"for each of the {d.world_size} processes")
         return _train(preset_name, model_cfg, tc, Path(out), seed, resume, data, stage,
-                      progress and d.main, fsdp, d)
+                      progress and d.main, fsdp, d, Path(init) if init is not None else None)
+
+
+def load_init(folder: Path, model_cfg, text: TextEncoder, device: torch.device) -> tuple[Framecast, dict]:
+    """The model folder a run continues from, checked against the preset, and its recipe.json."""
+    base = Framecast.load(folder, text=text)
+    if base.config != model_cfg:
+        raise ValueError(f"--init {folder} holds a model of another architecture than the preset's; "
+                         "continue it with the preset it was trained with")
+    recipe_path = folder / "recipe.json"
+    recipe = json.loads(recipe_path.read_text()) if recipe_path.is_file() else {}
+    return base.to(device), recipe
 
 
 def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume: bool, data, stage: str,
-           progress: bool, fsdp: bool, d: Dist) -> Path:
-    settings = {"preset": preset_name, "seed": seed, "data": str(data) if data else None, **tc.to_dict()}
+           progress: bool, fsdp: bool, d: Dist, init: Path | None = None) -> Path:
+    settings = {"preset": preset_name, "seed": seed, "data": str(data) if data else None,
+                "init": str(init) if init else None, **tc.to_dict()}
     settings = json.loads(json.dumps(settings))  # as train.json holds them (tuples become lists)
     _check_settings(out, settings, resume or stage == "export", write=d.main)  # every rank checks
     device = d.device() if d.active else pick_device()
+    base, base_recipe = None, {}
+    if init is not None:  # checked before any data is rendered
+        base, base_recipe = load_init(init, model_cfg, TextEncoder(), device)
     if data is None:
         distributed.main_first(d, world_data, out, tc, seed, progress)
         roots, weights = world_data_roots(out, tc)
@@ -254,18 +286,26 @@ def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume
         roots = shard_roots(Path(data))
         weights = [1.0] * len(roots)
 
+    if base is not None and d.main and not (out / "vae_eval.json").is_file():
+        bucket = parse_buckets(tc.buckets)[0]
+        report = {"psnr_db": round(vae_psnr(base.vae, bucket), 2), "clips": 16, "bucket": str(bucket),
+                  "from": str(init)}
+        (out / "vae_eval.json").write_text(json.dumps(report, indent=2) + "\n")
+
     if stage == "export":
         if not d.main:  # rank 0 reads the checkpoints and writes the folder
             distributed.barrier()
             return out / "model"
-        text = TextEncoder()
-        vae, _ = load_ema(VideoVAE(model_cfg.vae), out / "vae.ckpt", device)
+        text = TextEncoder() if base is None else base.text
+        vae = base.vae if base is not None else load_ema(VideoVAE(model_cfg.vae), out / "vae.ckpt", device)[0]
         if existing_checkpoint(out / "decoder.ckpt") is not None:
             vae, _ = load_ema(vae, out / "decoder.ckpt", device)
         dit, dit_step = load_ema(DiT(model_cfg.dit), out / "dit.ckpt", device)
-        mean, std = latent_stats(out / "latents" / roots[0].name)
+        mean, std = (latent_stats(out / "latents" / roots[0].name) if base is None else
+                     (torch.tensor(base.meta.latent_mean), torch.tensor(base.meta.latent_std)))
     else:
-        vae = train_vae(model_cfg.vae, tc, roots, weights, out, seed, device, progress, d, fsdp)
+        vae = (base.vae if base is not None else
+               train_vae(model_cfg.vae, tc, roots, weights, out, seed, device, progress, d, fsdp))
         if stage == "vae":
             distributed.barrier()
             return out
@@ -275,8 +315,9 @@ def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume
             train_decoder(vae, tc, roots, weights, out, seed, device, progress, d, fsdp)
             distributed.barrier()
             return out
-        text = TextEncoder()  # only the DiT stage and the model folder need it
-        dit, mean, std = train_dit(model_cfg.dit, tc, vae, text, roots, weights, out, seed, device, progress, d, fsdp)
+        text = TextEncoder() if base is None else base.text  # only the DiT stage and the model folder need it
+        dit, mean, std = train_dit(model_cfg.dit, tc, vae, text, roots, weights, out, seed, device, progress, d, fsdp,
+                                   init=base)
         dit_step = tc.dit_steps
         if tc.decoder_steps > 0:  # after the DiT, which never reads the decoder
             vae = train_decoder(vae, tc, roots, weights, out, seed, device, progress, d, fsdp)
@@ -295,6 +336,9 @@ def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume
     model.save(folder)
     recipe = {"preset": preset_name, "seed": seed, "dit_step": dit_step, "train": asdict(tc),
               "vae_eval": json.loads((out / "vae_eval.json").read_text())}
+    if init is not None:  # the steps before this run's, and the runs they came from
+        recipe["init"] = {"from": str(init), "recipe": base_recipe or None}
+        recipe["dit_step_total"] = base_recipe.get("dit_step_total", base_recipe.get("dit_step", 0)) + dit_step
     if (out / "decoder_eval.json").is_file():
         recipe["decoder_eval"] = json.loads((out / "decoder_eval.json").read_text())
     (folder / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
