@@ -67,6 +67,7 @@ def test_generate_with_the_trained_model(trained, tmp_path):
     (["--preset", "tiny", "--batch-size", "0"], "--batch-size must be at least 1"),
     (["--preset", "tiny", "--vae-steps", "0"], "--vae-steps must be at least 1"),
     (["--preset", "tiny", "--decoder-steps", "-1"], "--decoder-steps must be at least 0"),
+    (["--preset", "tiny", "--dit-clips", "0"], "--dit-clips must be at least 1"),
     (["--preset", "tiny", "--init", "no/such/model"], "no model folder"),
 ])
 def test_bad_train_arguments(tmp_path, args, message):

@@ -205,6 +205,17 @@ def test_cache_latents_layout(frames_root, latents_root, text_encoder):
         torch.testing.assert_close(torch.from_numpy(t).float(), tokens[0], atol=2e-3, rtol=2e-3)
 
 
+def test_cache_latents_of_the_leading_shards_then_of_all(frames_root, latents_root, text_encoder, tmp_path):
+    index = cache_latents(tiny_vae(0), text_encoder, frames_root, tmp_path, batch_size=3, progress=False, max_clips=3)
+    assert index["complete"] and index["clips"] == 4 and len(index["shards"]) == 2  # 2 clips a shard
+    stream = LatentStream(tmp_path, batch_size=2, seed=0, vae=tiny_vae(0))
+    assert {m["shard"] for _ in range(6) for m in stream.next()["meta"]} <= {shard_name(0), shard_name(1)}
+    first = (tmp_path / shard_name(0)).stat().st_mtime_ns
+    index = cache_latents(tiny_vae(0), text_encoder, frames_root, tmp_path, batch_size=3, progress=False)
+    assert index["clips"] == 12 and (tmp_path / shard_name(0)).stat().st_mtime_ns == first  # kept, not redone
+    assert all((tmp_path / s["name"]).read_bytes() == (latents_root / s["name"]).read_bytes() for s in index["shards"])
+
+
 def test_latent_stream_batches_and_resume(latents_root):
     ref = LatentStream(latents_root, batch_size=3, seed=1, vae=tiny_vae(0))
     batches = take(ref, 3)

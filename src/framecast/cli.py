@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vae-steps", type=int, default=None, help="VAE training steps (default: the preset's)")
     p.add_argument("--decoder-steps", type=int, default=None,
                    help="decoder fine-tuning steps, 0 for none (default: the preset's)")
+    p.add_argument("--dit-clips", type=int, default=None, metavar="N",
+                   help="clips per bucket whose latents are cached for the DiT (default: all the VAE saw)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", type=Path, default=None, metavar="MODEL_DIR",
                    help="continue from a model folder of this preset (e.g. models/default): its VAE is kept, "
@@ -255,12 +257,12 @@ def cmd_train(args) -> int:
     from .train.recipe import train
 
     preset(args.preset)  # unknown preset: a clear error before any work
-    for name in ("steps", "batch_size", "vae_steps", "decoder_steps"):
+    for name in ("steps", "batch_size", "vae_steps", "decoder_steps", "dit_clips"):
         value, least = getattr(args, name), 0 if name == "decoder_steps" else 1
         if value is not None and value < least:
             raise UsageError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
     folder = train(args.preset, args.out, steps=args.steps, batch_size=args.batch_size, vae_steps=args.vae_steps,
-                   decoder_steps=args.decoder_steps, init=args.init, seed=args.seed,
+                   decoder_steps=args.decoder_steps, dit_clips=args.dit_clips, init=args.init, seed=args.seed,
                    resume=args.resume, data=args.data, stage=args.stage, fsdp=args.fsdp)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one report
         print(f"{args.stage.upper() if args.stage == 'vae' else args.stage} trained in {folder}"

@@ -113,6 +113,7 @@ class TrainConfig:
     decoder_edge_weight: float = 0.0  # weight of the L1 between spatial gradients while fine-tuning the decoder
     dit_steps: int = 10000
     dit_weights: tuple[float, ...] | None = None  # the buckets' weights in the DiT stage (default: as in `buckets`)
+    dit_clips: int | None = None  # clips per bucket whose latents the DiT trains on (None: all; caching costs)
     cond_prob: float = 0.2  # share of DiT samples given some frames clean (image-to-video, extension, loops)
     batch_size: int = 32
     lr: float = 3e-4
@@ -135,7 +136,7 @@ MODEL_FOLDER_SETTINGS = ("sample_steps", "guidance")
 # Settings only the decoder fine-tuning reads: a run may change them until that stage starts.
 DECODER_SETTINGS = ("decoder_steps", "decoder_lr", "decoder_crop", "decoder_edge_weight")
 # Settings only the DiT stage reads: a run may change them until its DiT starts.
-DIT_SETTINGS = ("dit_steps", "dit_weights", "cond_prob", "batch_size", "lr", "grad_accum", "caption_dropout",
+DIT_SETTINGS = ("dit_steps", "dit_weights", "dit_clips", "cond_prob", "batch_size", "lr", "grad_accum", "caption_dropout",
                 "prompt_prob")
 
 

@@ -425,7 +425,7 @@ class LatentStream(ShardStream):
 
 
 def cache_latents(vae, text_encoder, src_root, out_root, batch_size: int = 16, device="cpu",
-                  progress: bool = True) -> dict:
+                  progress: bool = True, max_clips: int | None = None) -> dict:
     """Encode a frame shard set into a latent shard set with the same shards and keys; return its index.
 
     Per clip: `latents` = the VAE posterior mean (C, T', H', W') float16, `caption_tokens` and
@@ -433,12 +433,17 @@ def cache_latents(vae, text_encoder, src_root, out_root, batch_size: int = 16, d
     complete shards in out_root are kept, provided they came from the same source, VAE encoder
     and text encoder (index.json records their fingerprints); anything else is refused. Both
     modules are moved to `device` and run in eval mode (their train/eval modes are restored).
+    `max_clips` caches only the fewest leading shards that hold that many clips (None: all); a
+    later call with more finishes the shards it adds.
     """
     src, out = Path(src_root), Path(out_root)
     src_index = read_index(src)
     if LATENTS in src_index:
         raise ValueError(f"{src} already holds cached latents; give the folder of frames it was made from")
     shards = ShardDataset(src, shuffle=False).shards  # checks the set is complete
+    if max_clips is not None:
+        counts = itertools.accumulate(s["clips"] for s in shards)
+        shards = shards[:next((i + 1 for i, c in enumerate(counts) if c >= max_clips), len(shards))]
     for s in shards:
         _latent_shape(vae, s["shape"])  # a bad frame shape fails now, not after hours
     ident = {"vae": vae_fingerprint(vae), "vae_config": asdict(vae.cfg),
@@ -493,7 +498,8 @@ def _cache_index(src_index: dict, shards: list[dict], vae, ident: dict, out: Pat
         if complete:
             entry["bytes"] = (out / s["name"]).stat().st_size
         new.append(entry)
-    index = {"format": FORMAT, "format_version": FORMAT_VERSION, "complete": complete, "clips": src_index["clips"],
+    index = {"format": FORMAT, "format_version": FORMAT_VERSION, "complete": complete,
+             "clips": sum(s["clips"] for s in shards),
              "source": LATENTS, LATENTS: ident, "shards": new,
              "source_index": {k: v for k, v in src_index.items() if k not in _OWN_INDEX_KEYS}}
     if complete:

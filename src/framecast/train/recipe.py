@@ -121,13 +121,14 @@ def vae_psnr(vae: VideoVAE, bucket: Bucket, clips: int = 16, seed: int = 10**6) 
 
 
 def settings_for(preset_name: str, steps: int | None, batch_size: int | None, vae_steps: int | None = None,
-                 decoder_steps: int | None = None) -> TrainConfig:
+                 decoder_steps: int | None = None, dit_clips: int | None = None) -> TrainConfig:
     """The preset's recipe with the step counts and batch size a run overrides (None: the preset's)."""
     tc = TRAIN_PRESETS[preset_name]
-    given = {"dit_steps": steps, "batch_size": batch_size, "vae_steps": vae_steps, "decoder_steps": decoder_steps}
+    given = {"dit_steps": steps, "batch_size": batch_size, "vae_steps": vae_steps, "decoder_steps": decoder_steps,
+             "dit_clips": dit_clips}
     tc = replace(tc, **{k: v for k, v in given.items() if v is not None})
-    if tc.dit_steps < 1 or tc.batch_size < 1 or tc.vae_steps < 1:
-        raise ValueError("steps, VAE steps and batch size must be at least 1")
+    if tc.dit_steps < 1 or tc.batch_size < 1 or tc.vae_steps < 1 or (tc.dit_clips is not None and tc.dit_clips < 1):
+        raise ValueError("steps, VAE steps, DiT clips and batch size must be at least 1")
     if tc.decoder_steps < 0:
         raise ValueError("decoder steps must be at least 0")
     return tc
@@ -194,7 +195,7 @@ def train_dit(cfg: DiTConfig, tc: TrainConfig, vae: VideoVAE, text: TextEncoder,
 
     def cache() -> None:
         for src, dst in zip(roots, latent_roots):
-            cache_latents(vae, text, src, dst, device=device, progress=progress)
+            cache_latents(vae, text, src, dst, device=device, progress=progress, max_clips=tc.dit_clips)
 
     distributed.main_first(d, cache)
     if init is None:
@@ -230,7 +231,7 @@ def load_ema(model: torch.nn.Module, ckpt: Path, device: torch.device) -> tuple[
 
 
 def train(preset_name: str, out: str | Path, steps: int | None = None, batch_size: int | None = None,
-          vae_steps: int | None = None, decoder_steps: int | None = None, seed: int = 0,
+          vae_steps: int | None = None, decoder_steps: int | None = None, dit_clips: int | None = None, seed: int = 0,
           resume: bool = False, data: str | Path | None = None, stage: str = "all",
           progress: bool = True, fsdp: bool = False, init: str | Path | None = None) -> Path:
     """Run a preset's recipe (stage "all", or "vae" alone); returns the model folder or, for
@@ -248,7 +249,7 @@ def train(preset_name: str, out: str | Path, steps: int | None = None, batch_siz
     if init is not None and stage in ("vae", "decoder"):
         raise ValueError(f"--init continues from a trained VAE: there is no --stage {stage} to run")
     model_cfg = preset(preset_name)
-    tc = settings_for(preset_name, steps, batch_size, vae_steps, decoder_steps)
+    tc = settings_for(preset_name, steps, batch_size, vae_steps, decoder_steps, dit_clips)
     with distributed.session() as d:
         for what, size in (("--batch-size", tc.batch_size), ("the VAE batch size", tc.vae_batch_size)):
             if size < d.world_size:
