@@ -9,7 +9,7 @@ from framecast.config import PRESETS
 from framecast.models.dit import DiT
 from framecast.models.vae import VideoVAE
 from framecast.train.losses import dit_loss_fn, edge_error, foreground, random_crop, vae_loss_fn
-from framecast.train.trainer import LoopConfig, Trainer
+from framecast.train.trainer import LoopConfig, Trainer, ema_decay_at
 from framecast.world.clip import make_clip
 
 CPU = torch.device("cpu")
@@ -175,3 +175,14 @@ def test_edge_loss_prefers_a_sharp_wrong_colour_to_a_blurred_right_one():
     ones = torch.ones_like(video[:, :1])
     assert (tinted - video).abs().mean() > (blurred - video).abs().mean()  # plain L1 prefers the blur
     assert edge_error(tinted, video, ones) < 1e-6 < edge_error(blurred, video, ones)
+
+
+def test_the_ema_tracks_the_model_through_warm_up_then_averages_ever_longer():
+    assert [ema_decay_at(s, 200, 0.999) for s in (1, 200)] == [0.0, 0.0]  # the EMA is the model
+    decays = [ema_decay_at(s, 200, 0.999) for s in range(201, 20000)]
+    assert decays[0] == 2 / 11 and all(a <= b for a, b in zip(decays, decays[1:])) and decays[-1] == 0.999
+    # 1000 steps after warm-up, the weights of warm-up's end count for well under 1% (0.999 ** 1000: 37%)
+    left = 1.0
+    for s in range(201, 1201):
+        left *= ema_decay_at(s, 200, 0.999)
+    assert left < 0.01
