@@ -79,7 +79,7 @@ def main() -> None:
                         "failures": failures_by_category(clips),
                         "seconds_per_clip": round(times[key] / len(clips), 2)}
     for expand in ("expand", "no-expand"):  # both sets together: the model card's headline
-        parts = [v for k, v in summary.items() if k.endswith(f"-{expand}") and not k.startswith("all")]
+        parts = [summary[f"{name}-{expand}"] for name in SETS if f"{name}-{expand}" in summary]
         if len(parts) == len(SETS):
             n = sum(p["clips"] for p in parts)
             summary[f"all-{expand}"] = {
