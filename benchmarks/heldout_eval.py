@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -46,14 +45,6 @@ def make(name: str, prompts: Path, expand: bool, out: Path, args) -> tuple[str, 
     return folder.name, time.perf_counter() - start
 
 
-def failures_by_category(clips: list[dict]) -> dict[str, int]:
-    """How many clips fail each category (a clip may fail several)."""
-    counts: Counter = Counter()
-    for clip in clips:
-        counts.update(c for c in CATEGORIES if not clip["passed"][c])
-    return {c: counts[c] for c in CATEGORIES}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=Path("models/default"))
@@ -76,7 +67,7 @@ def main() -> None:
         report = evaluate_dir(args.out / key)
         clips = report["clips"]
         summary[key] = {"clips": len(clips), "pass_rates": {c: round(v, 3) for c, v in report["summary"].items()},
-                        "failures": failures_by_category(clips),
+                        "failures": {c: sum(not r["passed"][c] for r in clips) for c in CATEGORIES},
                         "seconds_per_clip": round(times[key] / len(clips), 2)}
     for expand in ("expand", "no-expand"):  # both sets together: the model card's headline
         parts = [summary[f"{name}-{expand}"] for name in SETS if f"{name}-{expand}" in summary]

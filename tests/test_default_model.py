@@ -2,6 +2,7 @@
 --model, at a reduced step count so CI stays fast."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "models" / "default"
 
 
 def generate(*args, cwd=None):
-    env = {k: v for k, v in __import__("os").environ.items() if k != "FRAMECAST_MODEL"}
+    env = {k: v for k, v in os.environ.items() if k != "FRAMECAST_MODEL"}
     return subprocess.run([str(FRAMECAST), "generate", *map(str, args)], capture_output=True, text=True,
                           timeout=600, env=env, cwd=cwd)
 

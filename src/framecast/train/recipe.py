@@ -152,13 +152,25 @@ def _train_autoencoder(name: str, model: VideoVAE, loss, steps: int, lr: float, 
     trainer.run()
     vae = trainer.ema_module().eval()
     if d.main:
-        bucket = parse_buckets(tc.buckets)[0]
-        report = {"psnr_db": round(vae_psnr(vae, bucket), 2), "clips": 16, "bucket": str(bucket),
-                  "steps": trainer.step}
-        (out / f"{name}_eval.json").write_text(json.dumps(report, indent=2) + "\n")
+        report = write_vae_eval(vae, tc, out / f"{name}_eval.json", steps=trainer.step)
         if progress:
-            print(f"{name}: reconstruction PSNR on held-out world clips ({bucket}): {report['psnr_db']} dB")
+            print(f"{name}: reconstruction PSNR on held-out world clips ({report['bucket']}): {report['psnr_db']} dB")
     return vae
+
+
+def write_vae_eval(vae: VideoVAE, tc: TrainConfig, path: Path, **about) -> dict:
+    """Score a VAE on held-out clips of the recipe's first bucket and write the report to path."""
+    bucket = parse_buckets(tc.buckets)[0]
+    report = {"psnr_db": round(vae_psnr(vae, bucket), 2), "clips": 16, "bucket": str(bucket), **about}
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def latent_normalisation(latent_root: Path, init: Framecast | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel latent mean and std (C,): a continued model keeps its own, else the cache's."""
+    if init is None:
+        return latent_stats(latent_root)
+    return torch.tensor(init.meta.latent_mean), torch.tensor(init.meta.latent_std)
 
 
 def train_vae(cfg: VAEConfig, tc: TrainConfig, roots: list[Path], weights: list[float], out: Path, seed: int,
@@ -198,10 +210,7 @@ def train_dit(cfg: DiTConfig, tc: TrainConfig, vae: VideoVAE, text: TextEncoder,
             cache_latents(vae, text, src, dst, device=device, progress=progress, max_clips=tc.dit_clips)
 
     distributed.main_first(d, cache)
-    if init is None:
-        mean, std = latent_stats(latent_roots[0])
-    else:
-        mean, std = torch.tensor(init.meta.latent_mean), torch.tensor(init.meta.latent_std)
+    mean, std = latent_normalisation(latent_roots[0], init)
     mean_b, std_b = mean.view(1, -1, 1, 1, 1).float(), std.view(1, -1, 1, 1, 1).float()
     if tc.dit_weights is not None:
         if len(tc.dit_weights) != len(roots):
@@ -288,10 +297,7 @@ def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume
         weights = [1.0] * len(roots)
 
     if base is not None and d.main and not (out / "vae_eval.json").is_file():
-        bucket = parse_buckets(tc.buckets)[0]
-        report = {"psnr_db": round(vae_psnr(base.vae, bucket), 2), "clips": 16, "bucket": str(bucket),
-                  "from": str(init)}
-        (out / "vae_eval.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_vae_eval(base.vae, tc, out / "vae_eval.json", **{"from": str(init)})
 
     if stage == "export":
         if not d.main:  # rank 0 reads the checkpoints and writes the folder
@@ -302,8 +308,7 @@ def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume
         if existing_checkpoint(out / "decoder.ckpt") is not None:
             vae, _ = load_ema(vae, out / "decoder.ckpt", device)
         dit, dit_step = load_ema(DiT(model_cfg.dit), out / "dit.ckpt", device)
-        mean, std = (latent_stats(out / "latents" / roots[0].name) if base is None else
-                     (torch.tensor(base.meta.latent_mean), torch.tensor(base.meta.latent_std)))
+        mean, std = latent_normalisation(out / "latents" / roots[0].name, base)
     else:
         vae = (base.vae if base is not None else
                train_vae(model_cfg.vae, tc, roots, weights, out, seed, device, progress, d, fsdp))
