@@ -246,6 +246,16 @@ def test_stale_or_wrong_caches_are_refused(frames_root, latents_root, text_encod
     with torch.no_grad():
         next(tuned.decoder.parameters()).add_(0.1)  # a fine-tuned decoder reads the same latents
     LatentStream(latents_root, batch_size=2, vae=tuned)
+    exported = tiny_vae(0)  # as a model folder stores it: float16 weights, used in float32
+    with torch.no_grad():
+        for p in exported.parameters():
+            p.copy_(p.half().float())
+    LatentStream(latents_root, batch_size=2, vae=exported)  # so `--init` from a run's export reuses its cache
+    nudged = tiny_vae(0)
+    with torch.no_grad():
+        next(nudged.encoder.parameters()).add_(1e-2)
+    with pytest.raises(ValueError, match="stale"):
+        LatentStream(latents_root, batch_size=2, vae=nudged)
     with pytest.raises(ValueError, match="holds frames, not cached latents"):
         LatentStream(frames_root, batch_size=2)
     with pytest.raises(ValueError, match="already holds cached latents"):

@@ -385,11 +385,15 @@ class MixedStream:
 
 # ---------------------------------------------------------------------------- cached latents
 
-def module_fingerprint(module: torch.nn.Module) -> str:
-    """A short hash of a module's state dict (names, dtypes, shapes, values): its identity."""
+def module_fingerprint(module: torch.nn.Module, dtype: torch.dtype | None = None) -> str:
+    """A short hash of a module's state dict (names, dtypes, shapes, values): its identity.
+    Given `dtype`, floating weights are hashed as rounded to it."""
     h = hashlib.sha256()
     for name, t in sorted(module.state_dict().items()):
-        t = t.detach().cpu().contiguous()
+        t = t.detach().cpu()
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        t = t.contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
@@ -397,8 +401,9 @@ def module_fingerprint(module: torch.nn.Module) -> str:
 
 def vae_fingerprint(vae) -> str:
     """The identity of the latents a VAE makes: its encoder's weights (a fine-tuned decoder
-    reads the same latents, so it does not make a cache stale)."""
-    return module_fingerprint(vae.encoder)
+    reads the same latents, so it does not make a cache stale), as rounded to float16, the
+    precision a model folder stores them in: a run's cache serves `--init` from its own export."""
+    return module_fingerprint(vae.encoder, torch.float16)
 
 
 def _source_digest(index: dict) -> str:
