@@ -17,7 +17,7 @@ from einops import rearrange
 from torch import nn
 
 from ..config import DiTConfig
-from .layers import MLP, Attention, RMSNorm, rope_angles, timestep_embedding
+from .layers import MLP, Attention, RMSNorm, rope_angles, rope_rotations, timestep_embedding
 
 
 def patchify(x: torch.Tensor, p: tuple[int, int, int]) -> torch.Tensor:
@@ -29,7 +29,7 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     """x (B, N, D) tokens, t-major; shift, scale (B, F, D) per frame group of N/F tokens (F = 1: all)."""
     b, n, d = x.shape
     f = shift.shape[1]
-    h = x.float().view(b, f, n // f, d) * (1 + scale[:, :, None]) + shift[:, :, None]  # (B, F, N/F, D)
+    h = torch.addcmul(shift[:, :, None], x.float().view(b, f, n // f, d), 1 + scale[:, :, None])  # (B, F, N/F, D)
     return h.view(b, n, d).to(x.dtype)
 
 
@@ -103,7 +103,7 @@ class DiT(nn.Module):
         patch must share it).
         """
         grid = self.grid(x.shape)
-        rope = rope_angles(grid, self.cfg.rope_dims, self.cfg.rope_theta, device=x.device)  # (N, D_head/2)
+        rope = rope_rotations(rope_angles(grid, self.cfg.rope_dims, self.cfg.rope_theta, device=x.device))  # (N, D_head/2)
         tokens = self.patch_in(patchify(x, self.cfg.patch_size))  # (B, N, D)
         t = self.frame_times(t, x.shape[0], x.shape[2])  # (B, F), F = 1 or T/pt
         c = self.time_mlp(timestep_embedding(t.flatten(), self.cfg.dim).to(tokens.dtype)).view(*t.shape, -1)  # (B, F, D)

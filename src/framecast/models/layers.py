@@ -21,12 +21,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim)) if affine else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        if self.weight is not None:
-            x = x * self.weight.float()
-        return x.to(dtype)
+        weight = None if self.weight is None else self.weight.float()
+        return F.rms_norm(x.float(), x.shape[-1:], weight, self.eps).to(x.dtype)  # one fused kernel
 
 
 def rope_frequencies(dims: tuple[int, int, int], theta: float = 10000.0) -> list[torch.Tensor]:
@@ -48,15 +44,20 @@ def rope_angles(grid: tuple[int, int, int], dims: tuple[int, int, int], theta: f
     return torch.cat(angles, -1).float().to(device)  # (N, sum(dims)/2)
 
 
-def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs of x (B, heads, N, D) by angles (N, D/2); channels past 2*angles stay."""
-    dtype = x.dtype
-    r = angles.shape[-1] * 2
-    xr = x[..., :r].float().unflatten(-1, (-1, 2))  # (B, h, N, D/2, 2)
-    cos, sin = angles.cos(), angles.sin()
-    x0, x1 = xr[..., 0], xr[..., 1]
-    rotated = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], -1).flatten(-2)
-    return torch.cat([rotated.to(dtype), x[..., r:]], -1)
+def rope_rotations(angles: torch.Tensor) -> torch.Tensor:
+    """Unit complex rotations e^(i angle) (N, D/2) complex64: computed once per forward, used by
+    every attention layer."""
+    return torch.polar(torch.ones_like(angles), angles)
+
+
+def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs of x (B, heads, N, D) by rope (N, D/2): angles, or their
+    rope_rotations; channels past 2 * rope.shape[-1] stay as they are."""
+    rot = rope if rope.is_complex() else rope_rotations(rope)
+    r = rot.shape[-1] * 2
+    pairs = torch.view_as_complex(x[..., :r].float().unflatten(-1, (-1, 2)))  # (B, h, N, D/2)
+    rotated = torch.view_as_real(pairs * rot).flatten(-2).to(x.dtype)
+    return rotated if r == x.shape[-1] else torch.cat([rotated, x[..., r:]], -1)
 
 
 class Attention(nn.Module):
