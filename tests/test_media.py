@@ -29,6 +29,7 @@ from framecast.pipeline import (
     Given,
     ModelMeta,
     SampleOptions,
+    expanded_caption,
     generate,
     generate_image,
     media_size,
@@ -352,6 +353,14 @@ def test_text_to_image_is_a_one_frame_video(model, record):
     assert all(x.shape[2] == 1 for x, _ in calls)
     assert torch.equal(image, generate_image(model, PROMPT, SampleOptions(seed=2))[0])
     assert not torch.equal(image, generate_image(model, PROMPT, SampleOptions(seed=3))[0])
+
+
+def test_text_to_image_of_a_collision(model):
+    """A still of a scene whose event needs time (two objects meet within 2 s) is its first moment."""
+    image, notes = generate_image(model, "a red ball and a blue box move toward each other and collide",
+                                  SampleOptions(seed=0))
+    assert image.shape == (32, 32, 3)
+    assert expanded_caption(notes)  # laid out and expanded, not refused
 
 
 # --- bad requests to the library ------------------------------------------------------------

@@ -443,7 +443,10 @@ def prepare(model: Framecast, prompt: str, opts: SampleOptions, given: Given | N
     total = made + sum(len(x) for x in (before, after) if x is not None)
     text = prompt
     if opts.expand and prompt.strip():
-        text = expand(prompt, opts.seed, w / h, max(total, 1) / fps)
+        # a still is the first moment of the scene its prompt describes: laid out as a clip of the
+        # default length, since some events (two objects that collide) need time to happen
+        seconds = total / fps if total > 1 else SampleOptions.seconds
+        text = expand(prompt, opts.seed, w / h, seconds)
         if text != prompt:
             notes.append(EXPANDED + text)
     param = next(model.dit.parameters())
