@@ -11,7 +11,7 @@ from framecast.data.shards import iter_shard, read_index, shard_name, write_inde
 from framecast.models.text import TextEncoder
 from framecast.models.vae import VideoVAE
 from framecast.train.data import (Bucket, LatentStream, ShardStream, WorldStream, cache_latents, latent_stats,
-                                  parse_buckets)
+                                  parse_buckets, vae_fingerprint)
 from framecast.train.trainer import bf16_autocast
 from framecast.world.clip import make_clip
 from framecast.world.dataset import WorldDataConfig, write_world_shards
@@ -251,6 +251,11 @@ def test_stale_or_wrong_caches_are_refused(frames_root, latents_root, text_encod
         for p in exported.parameters():
             p.copy_(p.half().float())
     LatentStream(latents_root, batch_size=2, vae=exported)  # so `--init` from a run's export reuses its cache
+    signed = [tiny_vae(0) for _ in range(2)]  # a zero and a negative zero are the same weight
+    with torch.no_grad():
+        for vae, zero in zip(signed, (0.0, -0.0)):
+            next(vae.encoder.parameters()).view(-1)[0] = zero
+    assert vae_fingerprint(signed[0]) == vae_fingerprint(signed[1])
     nudged = tiny_vae(0)
     with torch.no_grad():
         next(nudged.encoder.parameters()).add_(1e-2)

@@ -387,12 +387,13 @@ class MixedStream:
 
 def module_fingerprint(module: torch.nn.Module, dtype: torch.dtype | None = None) -> str:
     """A short hash of a module's state dict (names, dtypes, shapes, values): its identity.
-    Given `dtype`, floating weights are hashed as rounded to it."""
+    Given `dtype`, floating weights are hashed as rounded to it, and -0 as 0 (an EMA of a frozen
+    weight can flip a zero's sign): equal values, equal hash."""
     h = hashlib.sha256()
     for name, t in sorted(module.state_dict().items()):
         t = t.detach().cpu()
         if dtype is not None and t.is_floating_point():
-            t = t.to(dtype)
+            t = t.to(dtype) + 0  # -0 + 0 = +0
         t = t.contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
