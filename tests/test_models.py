@@ -7,7 +7,7 @@ import torch
 
 from framecast.config import PRESETS, ModelConfig, preset
 from framecast.models.dit import DiT, patchify, unpatchify
-from framecast.models.layers import apply_rope, rope_angles
+from framecast.models.layers import apply_rope, rope_angles, rope_rotations
 from framecast.models.vae import VideoVAE
 
 TINY = PRESETS["tiny"]
@@ -97,11 +97,11 @@ def test_patchify_round_trip(shape, p):
 def test_rope_scores_depend_only_on_relative_position():
     """q.k after RoPE at positions (a, b) equals that at (a + d, b + d), also past training sizes."""
     dims = (8, 12, 12)
-    angles = rope_angles((40, 30, 50), dims)  # bigger than any training grid
+    rope = rope_rotations(rope_angles((40, 30, 50), dims))  # bigger than any training grid
     q, k = torch.randn(1, 1, 1, 32), torch.randn(1, 1, 1, 32)
 
     def score(i, j):
-        return (apply_rope(q, angles[i:i + 1]) * apply_rope(k, angles[j:j + 1])).sum()
+        return (apply_rope(q, rope[i:i + 1]) * apply_rope(k, rope[j:j + 1])).sum()
 
     def index(t, h, w):
         return (t * 30 + h) * 50 + w

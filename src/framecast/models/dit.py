@@ -103,7 +103,7 @@ class DiT(nn.Module):
         patch must share it).
         """
         grid = self.grid(x.shape)
-        rope = rope_rotations(rope_angles(grid, self.cfg.rope_dims, self.cfg.rope_theta, device=x.device))  # (N, D_head/2)
+        rope = rope_rotations(rope_angles(grid, self.cfg.rope_dims, self.cfg.rope_theta, device=x.device))  # (N, D_head/2) complex
         tokens = self.patch_in(patchify(x, self.cfg.patch_size))  # (B, N, D)
         t = self.frame_times(t, x.shape[0], x.shape[2])  # (B, F), F = 1 or T/pt
         c = self.time_mlp(timestep_embedding(t.flatten(), self.cfg.dim).to(tokens.dtype)).view(*t.shape, -1)  # (B, F, D)

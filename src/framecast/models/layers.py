@@ -51,12 +51,11 @@ def rope_rotations(angles: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs of x (B, heads, N, D) by rope (N, D/2): angles, or their
-    rope_rotations; channels past 2 * rope.shape[-1] stay as they are."""
-    rot = rope if rope.is_complex() else rope_rotations(rope)
-    r = rot.shape[-1] * 2
+    """Rotate channel pairs of x (B, heads, N, D) by rope (N, D/2), the rope_rotations of the
+    tokens' angles; channels past 2 * rope.shape[-1] stay as they are."""
+    r = rope.shape[-1] * 2
     pairs = torch.view_as_complex(x[..., :r].float().unflatten(-1, (-1, 2)))  # (B, h, N, D/2)
-    rotated = torch.view_as_real(pairs * rot).flatten(-2).to(x.dtype)
+    rotated = torch.view_as_real(pairs * rope).flatten(-2).to(x.dtype)
     return rotated if r == x.shape[-1] else torch.cat([rotated, x[..., r:]], -1)
 
 
