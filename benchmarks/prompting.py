@@ -36,17 +36,13 @@ from PIL import Image
 from framecast.evaluate import CATEGORIES, evaluate_clip
 from framecast.pipeline import read_model_config
 from framecast.video.io import read_mp4, write_mp4
+from framecast.video.metrics import psnr
 from framecast.world.clip import make_clip
 from framecast.world.export import derive_seed
 from framecast.world.parse import parse_prompt
 from framecast.world.spec import OBJECT_COLORS
 
 HELD_OUT = 777002
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
 
 
 def seam_ratio(frames: np.ndarray) -> float:

@@ -11,7 +11,6 @@ a box whose corners the VAE rounds reads as a ball whatever the DiT makes.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from framecast.models.vae import VideoVAE
 from framecast.pipeline import Framecast
 from framecast.render import to_frames, to_video
 from framecast.train.trainer import load_ema_weights
+from framecast.video.metrics import psnr
 from framecast.world.clip import make_clip
 from framecast.world.export import clip_seed
 
@@ -40,11 +40,6 @@ def load_vae(args: argparse.Namespace) -> VideoVAE:
     step = load_ema_weights(vae, ckpt)
     print(f"{ckpt} (EMA weights, step {step})")
     return vae.eval()
-
-
-def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
-    err = (a.astype(np.float64) - b) ** 2
-    return 10 * math.log10(255.0 ** 2 / max(float(err[where].mean() if where is not None else err.mean()), 1e-10))
 
 
 def main() -> None:

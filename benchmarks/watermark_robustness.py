@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from framecast.pipeline import Framecast, SampleOptions, generate
 from framecast.provenance import Generation, verify_file, watermark, write_marked_mp4
 from framecast.video.io import h264_round_trip, read_mp4, write_mp4
+from framecast.video.metrics import psnr
 from framecast.world.clip import make_clip
 
 
@@ -61,10 +62,6 @@ def attacked(video: np.ndarray, name: str) -> np.ndarray:
         return video
     out, crf = fn(video)
     return h264_round_trip(out, crf, FPS / 2 if name == "every other frame" else FPS)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255 ** 2 / np.mean((a.astype(np.float64) - b) ** 2)))
 
 
 def framecast_mp4(frames: np.ndarray, ident: int) -> tuple[np.ndarray, float]:

@@ -36,6 +36,7 @@ from framecast.pipeline import (
     prepare,
 )
 from framecast.video.inputs import read_clip, read_image, resize
+from framecast.video.metrics import psnr
 from framecast.video.io import read_mp4, write_mp4
 from framecast.world.export import write_samples
 from tiny import tiny_model
@@ -363,6 +364,14 @@ def test_text_to_image_of_a_collision(model):
     assert expanded_caption(notes)  # laid out and expanded, not refused
 
 
+def test_short_clip_of_a_collision(model):
+    """A clip shorter than two objects need to meet shows the start of a scene in which they do."""
+    prompt = "a red ball and a blue box move toward each other and collide"
+    frames, fps, notes = generate(model, prompt, SampleOptions(seconds=0.25, seed=0))
+    assert len(frames) == round(0.25 * fps)
+    assert "collides" in expanded_caption(notes)
+
+
 # --- bad requests to the library ------------------------------------------------------------
 
 @pytest.mark.parametrize("prompt, given, message", [
@@ -385,6 +394,19 @@ def test_given_arrays_are_never_changed(model, clip):
     gen(model, given=Given(before=array, fps=8.0), seconds=1.0)
     gen(model, given=Given(source=array, fps=8.0, strength=0.3))
     assert np.array_equal(array, before)
+
+
+# --- pixel fidelity -------------------------------------------------------------------------
+
+def test_psnr():
+    a = np.zeros((2, 4, 4, 3), np.uint8)
+    b = a.copy()
+    assert psnr(a, b) == float("inf")
+    b[0] = 255  # half the values off by the peak: mse = 255^2 / 2
+    assert psnr(a, b) == pytest.approx(10 * np.log10(2))
+    assert psnr(a, b, where=np.array([False, True])) == float("inf")  # only the equal frame
+    with pytest.raises(ValueError, match="different shapes"):
+        psnr(a, b[:1])
 
 
 # --- reading images and clips ---------------------------------------------------------------
@@ -470,11 +492,6 @@ def world(tmp_path_factory):
 
 def snapshot(*paths: Path) -> list:
     return [(p.read_bytes(), p.stat().st_mtime_ns) for p in paths]
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
 
 
 def call(*args) -> tuple[int, str, str]:

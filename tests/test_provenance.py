@@ -24,6 +24,7 @@ from framecast.provenance import (
     write_marked_mp4,
 )
 from framecast.video.io import h264_round_trip, read_mp4, write_mp4
+from framecast.video.metrics import psnr
 from framecast.world.clip import make_clip
 
 FRAMECAST = Path(sys.executable).with_name("framecast")
@@ -48,10 +49,6 @@ def resize(frames: np.ndarray, h: int, w: int) -> np.ndarray:
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
     x = nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
     return x.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255 ** 2 / np.mean((a.astype(float) - b) ** 2)))
 
 
 @pytest.fixture(scope="module")

@@ -320,12 +320,22 @@ def expanded_caption(notes: list[str]) -> str | None:
 
 def expand(prompt: str, seed: int, aspect: float, seconds: float) -> str:
     """The detailed caption of a short prompt (Sora's recaptioning, run at generation time): what
-    the prompt leaves open is drawn, seeded, from the world's distribution."""
-    try:
-        return expand_prompt(prompt, seed, aspect, seconds).caption
-    except SceneError as e:
-        raise SceneError(f"{e} (prompt expansion knows the built-in world; turn it off to pass the prompt "
-                         "to the model as written)") from None
+    the prompt leaves open is drawn, seeded, from the world's distribution.
+
+    A clip too short for the events its prompt asks for (two objects that must meet) is laid out
+    over the shortest doubling of its length that holds them, up to the default length: the clip
+    shows the start of that scene."""
+    longest = max(seconds, SampleOptions.seconds)
+    layout_seconds, first = seconds, None
+    while True:
+        try:
+            return expand_prompt(prompt, seed, aspect, layout_seconds).caption
+        except SceneError as e:
+            first = first or e
+            if layout_seconds >= longest:
+                raise SceneError(f"{first} (prompt expansion knows the built-in world; turn it off to pass the "
+                                 "prompt to the model as written)") from None
+            layout_seconds = min(2 * layout_seconds, longest)
 
 
 def _check(prompt: str, opts: SampleOptions, steps: int, scale: float, sampler: str, empty_ok: bool = False) -> None:
