@@ -98,18 +98,22 @@ EVENT_LEXICON: tuple[tuple[str, str | None, int, str], ...] = (
     ("throw", None, STRONG, "throw throws threw thrown throwing toss tosses tossed tossing hurl hurls "
                             "hurled hurling lob lobs lobbed lobbing fling flings flung flinging launch "
                             "launches launched launching catapult catapults catapulted arc arcs arced "
-                            "arcing parabola parabolic"),
+                            "arcing parabola parabolic pitch pitches pitched pitching hop hops hopped "
+                            "hopping leap leaps leapt leaped leaping jump jumps jumped jumping"),
     ("fall", None, STRONG, "fall falls fell fallen falling drop drops dropped dropping plummet plummets "
                            "plummeted plummeting tumble tumbles tumbled tumbling plunge plunges plunged "
                            "plunging"),
     ("spin", None, STRONG, "spin spins spun spinning rotate rotates rotated rotating rotation turn turns "
                            "turned turning twirl twirls twirled twirling whirl whirls whirled whirling "
-                           "revolve revolves revolved revolving swivel swivels swiveling swivelling"),
+                           "revolve revolves revolved revolving swivel swivels swiveling swivelling "
+                           "pirouette pirouettes pirouetted pirouetting"),
     ("slide", None, STRONG, "move moves moved moving slide slides slid sliding glide glides glided gliding "
                             "drift drifts drifted drifting float floats floated floating travel travels "
                             "traveled travelled traveling travelling head heads headed heading roll rolls "
                             "rolled rolling go goes went going shift shifts shifted shifting coast coasts "
-                            "coasted coasting cruise cruises cruised cruising"),
+                            "coasted coasting cruise cruises cruised cruising zoom zooms zoomed zooming "
+                            "zip zips zipped zipping race races raced racing dash dashes dashed dashing "
+                            "scoot scoots scooted scooting sail sails sailed sailing"),
     ("slide", "up", STRONG, "rise rises rose risen rising ascend ascends ascended ascending climb climbs "
                             "climbed climbing"),
     ("slide", "down", STRONG, "sink sinks sank sunk sinking descend descends descended descending"),
@@ -177,6 +181,9 @@ _BG_NOUN = r"(?:background|backdrop|bg)"
 _BG_MODS = r"(?P<mods>(?:(?:plain|solid|flat|simple|uniform|dark|light|deep|pale|pure|bright)\s+)*)"
 _BG_BEFORE = re.compile(rf"(?:\b(?:on|against|over|with|in front of|in)\s+)?(?:\b(?:a|an|the)\s+)?"
                         rf"\b{_BG_MODS}(?P<c>{_COLOUR})\s+(?:colou?red\s+)?{_BG_NOUN}\b")
+# "on black": a background colour no object takes, after "on", standing alone (not "on a gray floor")
+_BG_BARE = re.compile(rf"\b(?:on|against|over)\s+(?:(?:a|an|the)\s+)?{_BG_MODS}(?P<c>black|navy|gray|grey)\b"
+                      rf"(?!\s+(?:colou?red\s+)?(?:{'|'.join(sorted({*NOUN_SHAPES, *FOREIGN_SHAPES, *GENERIC_NOUNS, *SCENERY_NOUNS, *PLURALS}))})\b)")
 _BG_AFTER = re.compile(rf"\b(?:the\s+)?{_BG_NOUN}(?:\s+colou?r)?\s*(?:is|was|:|=|of|in)\s+(?:a\s+|an\s+)?"
                        rf"{_BG_MODS}(?P<c>{_COLOUR})\b")
 
@@ -185,6 +192,9 @@ _POS = r"(?:top|middle|bottom|centre|center|left|right|upper|lower|side|corner|e
 _TOWARD_SIDE = re.compile(r"\b(?:to|toward|towards)\s+(?:the\s+)?(left|right|top|bottom)"
                           r"(?:\s+(?:wall|edge|side|border)|\s+of\s+the\s+(?:frame|screen))?\b")
 _SIDE_DIRECTION = {"left": " to the left ", "right": " to the right ", "top": " upward ", "bottom": " downward "}
+# "right to left" names where the motion ends: "moves from the top to the bottom" is downward.
+_SIDE_TO_SIDE = re.compile(r"\b(?:from\s+)?(?:the\s+)?(?:left|right|top|bottom)\s+to\s+(?:the\s+)?"
+                           r"(left|right|top|bottom)\b")
 # Start positions and walls: "starts at the top left", "in the centre", "off the right wall".
 _POSITION = re.compile(rf"\b(?:at|in|on|from|near|along|off|by|against)\s+(?:the\s+|its\s+)?"
                        rf"(?:(?:very|far)\s+)?{_POS}(?:\s+{_POS})*"
@@ -204,6 +214,9 @@ _REWRITES: tuple[tuple[re.Pattern, str], ...] = (
     (re.compile(r"[-_/]"), " "),
     (re.compile(r"&"), " and "),
     (re.compile(r"\b(?:a\s+)?(?:pair|couple)\s+of\b"), "two"),
+    # two that bounce off each other have collided
+    (re.compile(r"\b(?:bounce[sd]?|bouncing|rebound(?:s|ed|ing)?|ricochet(?:s|ed|ing)?)\s+off\s+(?:of\s+)?"
+                r"(?:each\s+other|one\s+another)\b"), "collide"),
 )
 
 
@@ -225,12 +238,13 @@ def _background(text: str) -> tuple[str | None, str]:
         found.append(BACKGROUND_WORDS.get(colour, COLOR_WORDS.get(colour, colour)))
         return " , "
 
-    for pattern in (_BG_BEFORE, _BG_AFTER):
+    for pattern in (_BG_BEFORE, _BG_AFTER, _BG_BARE):
         text = pattern.sub(take, text)
     return (found[0] if found else None), text
 
 
 def _drop_positions(text: str) -> str:
+    text = _SIDE_TO_SIDE.sub(lambda m: _SIDE_DIRECTION[m.group(1)], text)
     text = _TOWARD_SIDE.sub(lambda m: _SIDE_DIRECTION[m.group(1)], text)
     # A wall stays in the text as "wall", so that "hits the left wall" is no collide.
     def drop(m: re.Match) -> str:
