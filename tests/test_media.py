@@ -146,10 +146,10 @@ def test_forward_windows_make_exactly_n_frames_in_windows_of_bounded_length(n, b
 
 
 def test_the_default_model_makes_4_s_in_one_window_and_a_minute_window_by_window():
-    assert windows.forward(48, 13, 2, TF) == [windows.Window(0, 13, 0, 48)]  # 4 s at 12 fps
+    assert windows.forward(48, 13, 2, TF) == [windows.Window(0, 13, 0, 48, skip=1)]  # 4 s at 12 fps: 49 made, frame 0 dropped
     assert windows.forward(47, 13, 2, TF, before=1) == [windows.Window(1, 12, 0, 47)]  # image-to-video, 4 s
     minute = windows.forward(720, 13, 2, TF)
-    assert len(minute) == 17 and minute[0] == windows.Window(0, 13, 0, 49)
+    assert len(minute) == 17 and minute[0] == windows.Window(0, 13, 0, 48, skip=1)
     assert all(w == windows.Window(2, 11, 0, 44) for w in minute[1:-1])
 
 
@@ -324,8 +324,8 @@ def test_progress_counts_the_steps_of_all_windows(model):
 # --- edit -----------------------------------------------------------------------------------
 
 def test_edit_at_strength_0_is_the_round_trip_and_at_1_ignores_the_source(model, clip):
-    padded = torch.cat([clip, clip[-1:]])  # 17 = 1 + 4k frames: the VAE's
-    round_trip = render.decode(model, enc(model, padded))[:16]
+    padded = torch.cat([clip[:1], clip])  # 17 = 1 + 4k frames; the lone first latent frame is dropped
+    round_trip = render.decode(model, enc(model, padded))[1:]
     keep, _, _ = gen(model, "a blue ball falls", given=Given(source=clip, strength=0.0, fps=8.0))
     assert torch.equal(keep, round_trip)
     fresh, _, _ = gen(model, "a blue ball falls", given=Given(source=clip, strength=1.0, fps=8.0), seed=7)
@@ -351,7 +351,8 @@ def test_text_to_image_is_a_one_frame_video(model, record):
     calls, _ = record
     image, _ = generate_image(model, PROMPT, SampleOptions(seed=2))
     assert image.shape == (32, 32, 3) and image.dtype == torch.uint8
-    assert all(x.shape[2] == 1 for x, _ in calls)
+    # the frame after the lone first latent frame: the DiT makes two latent frames
+    assert all(x.shape[2] == 2 for x, _ in calls)
     assert torch.equal(image, generate_image(model, PROMPT, SampleOptions(seed=2))[0])
     assert not torch.equal(image, generate_image(model, PROMPT, SampleOptions(seed=3))[0])
 

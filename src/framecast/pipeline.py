@@ -394,7 +394,7 @@ def _plan(model: Framecast, given: Given, n: int, context: int, before: int, aft
     pt = model.config.dit.patch_size[0]
     if pt > 1 and len(plan) == 1 and not before:  # one window of whole temporal patches; the extra frames are cut
         w = plan[0]
-        plan = [windows.Window(0, math.ceil(w.new / pt) * pt, 0, w.keep)]
+        plan = [replace(w, new=math.ceil(w.new / pt) * pt)]
     return plan
 
 
@@ -485,7 +485,8 @@ def generate(model: Framecast, prompt: str, opts: SampleOptions,
 
 def generate_image(model: Framecast, prompt: str, opts: SampleOptions,
                    progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, list[str]]:
-    """Text -> an image (H, W, 3) uint8: a one-frame video."""
+    """Text -> an image (H, W, 3) uint8: a one-frame video (the frame after the lone first latent
+    frame, as every clip made from nothing starts; see windows.py)."""
     fps = model.meta.fps
     frames, _, notes = generate(model, prompt, replace(opts, seconds=1 / fps, fps=fps), progress)
     return frames[0], notes

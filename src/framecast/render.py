@@ -113,7 +113,7 @@ def sample_window(model: Framecast, job: Job, w: Window, gen: torch.Generator, h
         x = apply_given(x, given, clean)
     z = job.sampler(fn, x, window_times(model, job, w), job.text, callback=callback)
     frames = decode(model, z)  # head context, new frames, tail context
-    start = w.head_frames(tf)
+    start = w.head_frames(tf) + w.skip
     return frames[start:start + w.made(tf)]
 
 
@@ -154,9 +154,9 @@ def render(model: Framecast, job: Job, progress: Callable[[int, int], None] | No
         if w.tail:
             tail = (start if job.loop else job.after)[:w.tail_frames(tf)]
         init = None
-        if job.source is not None:  # the source under this window, its last frame repeated past its end
-            lo, hi = made - w.head_frames(tf), made + w.made(tf)
-            idx = torch.arange(lo, hi).clamp(max=len(job.source) - 1)
+        if job.source is not None:  # the source under this window, its first and last frames repeated past its ends
+            lo, hi = made - w.head_frames(tf) - w.skip, made + w.made(tf)
+            idx = torch.arange(lo, hi).clamp(0, len(job.source) - 1)
             init = job.source[idx]
         frames = sample_window(model, job, w, gen, head, tail, init, callback)[:w.keep]
         made += w.keep
