@@ -2,7 +2,10 @@
 and `framecast eval`'s pass rates on reconstructions of held-out world clips.
 
 The evaluator's pass rates on reconstructions bound what any DiT on these latents can reach:
-a box whose corners the VAE rounds reads as a ball whatever the DiT makes.
+a box whose corners the VAE rounds reads as a ball whatever the DiT makes. A clip is
+reconstructed as generation makes frames: every frame from a 4-frame latent, none from the
+lone first latent frame (the clip's frame 0 is repeated in front of it, then its decoded copy
+dropped; see windows.py).
 
     OMP_NUM_THREADS=1 python benchmarks/vae_reconstruction.py --model models/default --clips 12
     OMP_NUM_THREADS=1 python benchmarks/vae_reconstruction.py --run runs/default --preset default
@@ -27,7 +30,7 @@ from framecast.video.metrics import psnr
 from framecast.world.clip import make_clip
 from framecast.world.export import clip_seed
 
-FPS, SIZE, FRAMES = 12.0, 64, 49
+FPS, SIZE, FRAMES = 12.0, 64, 48  # a default 4 s clip
 SEED = 999  # no training run draws clip_seed(999, i)
 
 
@@ -58,8 +61,8 @@ def main() -> None:
     for i in range(args.clips):
         clip = make_clip(clip_seed(SEED, i), FRAMES / FPS, FPS, SIZE, SIZE)
         with torch.no_grad():
-            video = to_video(torch.from_numpy(clip.frames))
-            frames = to_frames(vae.decode(vae.encode(video).mean)).numpy()[: len(clip.frames)]
+            padded = np.concatenate([clip.frames[:1], clip.frames])  # 1 + 4k frames
+            frames = to_frames(vae.decode(vae.encode(to_video(torch.from_numpy(padded))).mean)).numpy()[1:]
         bg = np.median(clip.frames.reshape(-1, 3), axis=0)
         fg = np.abs(clip.frames.astype(np.float64) - bg).max(-1) > 25  # (T, H, W): object pixels
         whole.append(psnr(frames, clip.frames))
