@@ -182,7 +182,8 @@ _BG_MODS = r"(?P<mods>(?:(?:plain|solid|flat|simple|uniform|dark|light|deep|pale
 _BG_BEFORE = re.compile(rf"(?:\b(?:on|against|over|with|in front of|in)\s+)?(?:\b(?:a|an|the)\s+)?"
                         rf"\b{_BG_MODS}(?P<c>{_COLOUR})\s+(?:colou?red\s+)?{_BG_NOUN}\b")
 # "on black": a background colour no object takes, after "on", standing alone (not "on a gray floor")
-_BG_BARE = re.compile(rf"\b(?:on|against|over)\s+(?:(?:a|an|the)\s+)?{_BG_MODS}(?P<c>black|navy|gray|grey)\b"
+_BG_ONLY = "|".join(sorted(w for w in BACKGROUND_WORDS if w not in COLOR_WORDS))  # black, gray, grey, navy
+_BG_BARE = re.compile(rf"\b(?:on|against|over)\s+(?:(?:a|an|the)\s+)?{_BG_MODS}(?P<c>{_BG_ONLY})\b"
                       rf"(?!\s+(?:colou?red\s+)?(?:{'|'.join(sorted({*NOUN_SHAPES, *FOREIGN_SHAPES, *GENERIC_NOUNS, *SCENERY_NOUNS, *PLURALS}))})\b)")
 _BG_AFTER = re.compile(rf"\b(?:the\s+)?{_BG_NOUN}(?:\s+colou?r)?\s*(?:is|was|:|=|of|in)\s+(?:a\s+|an\s+)?"
                        rf"{_BG_MODS}(?P<c>{_COLOUR})\b")
