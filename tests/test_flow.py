@@ -20,6 +20,17 @@ def test_interpolation_ends_and_target():
     assert flow_loss(velocity_target(x0, noise), x0, noise) == 0
 
 
+def test_uniform_share_of_times_reaches_the_noise_end():
+    # the logit-normal all but never draws t near 1, where the sampler lays a clip out from pure noise
+    plain = sample_times(20000, torch.Generator().manual_seed(0))
+    mixed = sample_times(20000, torch.Generator().manual_seed(0), uniform=0.2)
+    assert (plain > 0.98).float().mean() < 0.001
+    assert 0.002 < (mixed > 0.98).float().mean() < 0.008  # 0.2 x 2% of uniform draws
+    assert mixed.min() > 0 and mixed.max() < 1
+    # no uniform share draws nothing more: old runs resume on the same random stream
+    assert torch.equal(plain, sample_times(20000, torch.Generator().manual_seed(0), uniform=0.0))
+
+
 def test_time_sampling_and_shift():
     g = torch.Generator().manual_seed(0)
     t = sample_times(10000, g)
@@ -31,6 +42,7 @@ def test_time_sampling_and_shift():
     assert shift_time(torch.tensor(0.0), 3.0) == 0 and shift_time(torch.tensor(1.0), 3.0) == 1
     assert resolution_shift(256) == pytest.approx(1.0) and resolution_shift(4096) == pytest.approx(3.0)
     assert resolution_shift(1024) > resolution_shift(512)
+    assert resolution_shift(256, 3.0) == pytest.approx(3.0) and resolution_shift(4096, 3.0) == pytest.approx(9.0)
     s = sampling_times(8, shift=2.0)
     assert s[0] == 1 and s[-1] == 0 and torch.all(s[1:] < s[:-1])
 

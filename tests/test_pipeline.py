@@ -101,6 +101,10 @@ def _broken_folder(kind: str, model_dir: Path, text: TextEncoder, tmp: Path) -> 
         other = ModelConfig(TINY.vae, dataclasses.replace(TINY.dit, dim=32))
         Framecast(other, META, text).save(tmp / "other")
         shutil.copy(tmp / "other" / "model.safetensors", folder / "model.safetensors")
+    elif kind == "bad_time_shift":
+        doc = json.loads((folder / "config.json").read_text())
+        doc["meta"]["time_shift"] = 0
+        (folder / "config.json").write_text(json.dumps(doc))
     return folder
 
 
@@ -109,6 +113,7 @@ BROKEN = [
     ("no_weights", FileNotFoundError, "has no model.safetensors"),
     ("not_framecast", ValueError, "is not a framecast model config"),
     ("other_preset", ValueError, "the dit weights do not match config.json"),
+    ("bad_time_shift", ValueError, "meta.time_shift must be a number above 0"),
 ]
 
 
@@ -179,6 +184,25 @@ def test_samplers_run_every_step(model, sampler, dit_calls):
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert len(calls) == dit_calls  # guided passes run as one batch
     assert video.shape == (8, 32, 32, 3)
+
+
+def test_sampler_times_follow_the_models_time_shift(model):
+    """The DiT is sampled at the flow times it trained on: a model folder's time_shift moves them toward noise."""
+    def times(shift):
+        seen = []
+        hook = model.dit.register_forward_hook(lambda mod, args, out: seen.append(float(args[1].max())))
+        meta = model.meta
+        model.meta = dataclasses.replace(meta, time_shift=shift)
+        try:
+            gen(model, steps=4, seed=7, expand=False)
+        finally:
+            model.meta = meta
+            hook.remove()
+        return seen
+
+    plain, shifted = times(1.0), times(3.0)
+    assert plain[0] == shifted[0] == 1.0  # both start from pure noise
+    assert all(s > p for s, p in zip(shifted[1:], plain[1:]))
 
 
 def test_euler_and_heun_differ(model):

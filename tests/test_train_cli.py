@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from framecast.config import TRAIN_PRESETS
 from framecast.video.io import read_mp4
 
 FRAMECAST = Path(sys.executable).with_name("framecast")
@@ -30,6 +31,7 @@ def test_train_writes_a_model_folder_logs_and_checkpoints(trained):
     assert (model / "config.json").is_file() and (model / "model.safetensors").is_file()
     cfg = json.loads((model / "config.json").read_text())
     assert cfg["meta"]["latent_mean"] and len(cfg["meta"]["latent_std"]) == cfg["model"]["dit"]["latent_channels"]
+    assert cfg["meta"]["time_shift"] == TRAIN_PRESETS["tiny"].time_shift  # the sampler shifts its times as training did
     log = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
     dit = [r for r in log if r["stage"] == "dit"]
     assert dit[-1]["step"] == 6 and all(np.isfinite(r["loss"]) for r in log)

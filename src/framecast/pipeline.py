@@ -126,6 +126,7 @@ class ModelMeta:
     steps: int = 20
     guidance: float = 4.0
     sampler: str = "euler"
+    time_shift: float = 1.0  # the flow-time shift at 256 tokens the DiT trained with (resolution_shift)
     latent_mean: list[float] = field(default_factory=list)  # per channel
     latent_std: list[float] = field(default_factory=list)
     text_encoder: str = DEFAULT_ENCODER
@@ -245,6 +246,8 @@ def _read_config(path: Path) -> tuple[ModelConfig, ModelMeta]:
     if not (isinstance(meta.decode_chunk, int) and meta.decode_chunk >= 1):
         raise ValueError(f"{path}: meta.decode_chunk must be a whole number of at least 1, got {meta.decode_chunk!r}")
     check_windows(meta.window, meta.context, f"{path}: meta.")
+    if not (isinstance(meta.time_shift, (int, float)) and meta.time_shift > 0):
+        raise ValueError(f"{path}: meta.time_shift must be a number above 0, got {meta.time_shift!r}")
     for name in ("latent_mean", "latent_std"):
         if len(getattr(meta, name)) not in (0, c):
             raise ValueError(f"{path}: meta.{name} has {len(getattr(meta, name))} values for {c} latent channels")

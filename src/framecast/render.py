@@ -73,7 +73,7 @@ def window_times(model: Framecast, job: Job, w: Window) -> torch.Tensor:
     """The sampler's times for a window: shifted by its token count; an edit starts part way."""
     sf = model.vae.spatial_factor
     grid = model.dit.grid((w.latents, job.height // sf, job.width // sf))
-    times = sampling_times(job.steps, resolution_shift(grid[0] * grid[1] * grid[2]))
+    times = sampling_times(job.steps, resolution_shift(grid[0] * grid[1] * grid[2], model.meta.time_shift))
     return start_at(times, job.strength) if job.source is not None else times
 
 

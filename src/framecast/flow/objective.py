@@ -8,10 +8,18 @@ from .schedules import shift_time
 
 
 def sample_times(batch: int, generator: torch.Generator | None = None, mean: float = 0.0, std: float = 1.0,
-                 shift: float = 1.0) -> torch.Tensor:
-    """Logit-normal flow times (SD3), shifted toward noise for large inputs: (B,) in (0, 1)."""
-    u = torch.randn(batch, generator=generator) * std + mean
-    return shift_time(torch.sigmoid(u), shift)
+                 shift: float = 1.0, uniform: float = 0.0) -> torch.Tensor:
+    """Logit-normal flow times (SD3), shifted toward noise for large inputs: (B,) in (0, 1).
+
+    A share `uniform` of them is drawn uniformly instead (unshifted), so both ends of the
+    schedule, t near 1 above all (where the sampler lays out the whole clip from pure noise),
+    are trained too.
+    """
+    t = shift_time(torch.sigmoid(torch.randn(batch, generator=generator) * std + mean), shift)
+    if uniform > 0:
+        pick = torch.rand(batch, generator=generator) < uniform
+        t = torch.where(pick, torch.rand(batch, generator=generator).clamp(1e-5, 1 - 1e-5), t)
+    return t
 
 
 def interpolate(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

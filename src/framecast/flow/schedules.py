@@ -12,15 +12,17 @@ def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * t / (1 + (shift - 1) * t)
 
 
-def resolution_shift(tokens: int, base_tokens: int = 256, base_shift: float = 1.0, max_tokens: int = 4096,
-                     max_shift: float = 3.0) -> float:
-    """Timestep shift that grows with the token count (log-linear between two anchors, as Flux).
+def resolution_shift(tokens: int, base_shift: float = 1.0, base_tokens: int = 256, max_tokens: int = 4096,
+                     growth: float = 3.0) -> float:
+    """Timestep shift that grows with the token count: base_shift at base_tokens, growth times
+    that at max_tokens, log-linear in between and beyond (as Flux).
 
     More tokens (bigger or longer videos) keep more signal at a given t, so they need more
-    time spent near noise.
+    time spent near noise. base_shift is the model's own (ModelMeta.time_shift): the training
+    times and the sampler's must agree.
     """
-    a = (math.log(max_shift) - math.log(base_shift)) / (math.log(max_tokens) - math.log(base_tokens))
-    return math.exp(math.log(base_shift) + a * (math.log(max(tokens, 1)) - math.log(base_tokens)))
+    a = math.log(growth) / (math.log(max_tokens) - math.log(base_tokens))
+    return base_shift * math.exp(a * (math.log(max(tokens, 1)) - math.log(base_tokens)))
 
 
 def sampling_times(steps: int, shift: float = 1.0) -> torch.Tensor:

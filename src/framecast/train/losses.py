@@ -209,8 +209,12 @@ def given_frames(batch: int, frames: int, generator: torch.Generator, prob: floa
 
 
 def dit_loss_fn(normalize, empty: tuple[torch.Tensor, torch.Tensor], device: torch.device,
-                prompt_prob: float = 0.3, caption_dropout: float = 0.1, cond_prob: float = 0.0):
+                prompt_prob: float = 0.3, caption_dropout: float = 0.1, cond_prob: float = 0.0,
+                time_shift: float = 1.0, time_uniform: float = 0.0):
     """Flow matching on normalised latents: x_t = (1 - t) x0 + t noise, predict noise - x0.
+
+    Times are logit-normal, shifted by resolution_shift(tokens, time_shift), with a share
+    time_uniform drawn uniformly (sample_times).
 
     Frames drawn by `given_frames` stay clean (t = 0) and are left out of the loss. With "rows"
     (see batch_rows) the draws are those of the global batch and the loss is this rank's share.
@@ -222,7 +226,8 @@ def dit_loss_fn(normalize, empty: tuple[torch.Tensor, torch.Tensor], device: tor
         start, stop, total = batch_rows(batch, b)
         tokens, mask = choose_text(batch, generator, prompt_prob, caption_dropout, empty)
         grid = dit.grid(x0.shape)
-        t = sample_times(total, generator, shift=resolution_shift(grid[0] * grid[1] * grid[2]))[start:stop]
+        t = sample_times(total, generator, shift=resolution_shift(grid[0] * grid[1] * grid[2], time_shift),
+                         uniform=time_uniform)[start:stop]
         noise = torch.randn((total, *x0.shape[1:]), generator=generator)[start:stop]
         given = given_frames(total, frames, generator, cond_prob)[start:stop]  # (B, T')
         t_frames = torch.where(given, 0.0, t[:, None])  # (B, T')

@@ -220,7 +220,7 @@ def train_dit(cfg: DiTConfig, tc: TrainConfig, vae: VideoVAE, text: TextEncoder,
     loop = LoopConfig(steps=tc.dit_steps, lr=tc.lr, warmup=tc.warmup, ema_decay=tc.ema_decay,
                       grad_accum=tc.grad_accum, log_every=tc.log_every, ckpt_every=tc.ckpt_every, seed=seed)
     loss = dit_loss_fn(lambda z: (z - mean_b) / std_b, text([""]), device, tc.prompt_prob, tc.caption_dropout,
-                       tc.cond_prob)
+                       tc.cond_prob, tc.time_shift, tc.time_uniform)
     dit = DiT(cfg)
     if init is not None:
         dit.load_state_dict(init.dit.state_dict())
@@ -334,7 +334,7 @@ def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume
     # The model folder: EMA weights of both, and what generation needs to know.
     fps, width, height = video_format(roots[0])
     meta = ModelMeta(fps=fps, width=width, height=height, steps=tc.sample_steps, guidance=tc.guidance,
-                     latent_mean=mean.tolist(), latent_std=std.tolist())
+                     time_shift=tc.time_shift, latent_mean=mean.tolist(), latent_std=std.tolist())
     model = Framecast(model_cfg, meta, text)
     model.vae.load_state_dict(vae.state_dict())
     model.dit.load_state_dict(dit.state_dict())
