@@ -123,6 +123,18 @@ def test_unnamed_object_fails_alignment():
     assert failed(r, "alignment") and any("unnamed white" in f for f in r["failed"])
 
 
+def test_a_second_object_of_a_named_colour_fails_alignment():
+    scene = Scene("black", 1.0, (ObjectSpec("red", "ball", "large", "still"), ObjectSpec("white", "ball", "large", "still")))
+    clip = make_clip(4, SECONDS, FPS, 64, 64, scene=scene)
+    frames = clip.frames.copy()
+    white = (frames.astype(int).min(axis=-1) > 128)  # the white ball, repainted as a second red one
+    frames[white] = spec.OBJECT_COLORS["red"]
+    one_red = Scene("black", 1.0, scene.objects[:1])
+    r = evaluate_clip(round_trip(frames), FPS, one_red)
+    assert failed(r, "alignment") and any("a second red object" in f for f in r["failed"]), r["failed"]
+    assert not failed(evaluate_clip(round_trip(clip.frames), FPS, scene), "alignment")
+
+
 def test_noise_and_blank_clips_fail_alignment():
     scene = one("blue", "ball", "large", "fall", bg="navy")
     rng = np.random.default_rng(0)

@@ -28,6 +28,7 @@ CATEGORIES = ("alignment", "motion", "physics", "permanence", "stability")
 # --- alignment --------------------------------------------------------------------------
 PRESENT_FRACTION = 0.9  # a named object must be seen in this share of the frames
 EXTRA_FRACTION = 0.25  # an unnamed colour seen in this share of the frames is an extra object
+DOUBLE_AREA = 0.5  # a second region of a named colour this big (of the object's area), in EXTRA_FRACTION of the frames, is another object
 SEEN_AREA = 0.5  # of the smallest object's area: a region this big counts as "seen"
 SHAPE_MIN_RADIUS_PX = 3.2  # below this circumradius a shape cannot be told in pixels
 # (fill of the circumscribed circle, |3-fold moment|, |4-fold moment|) of each shape, and
@@ -337,6 +338,11 @@ def check_alignment(ctx: Context) -> list[str]:
                 side = math.sqrt(s.median_area / spec.AREA_FACTOR[shape or o.shape or "box"])
                 out.append(f"{name} is {size}, not {o.size} (about {side:.2f} frame heights across; "
                            f"{o.size} is {spec.SIZES[o.size]})")
+    for i, o, s in ctx.objects():  # no two objects share a colour (WORLD.md), so a second one is another object
+        if s is not None and s.found.any():
+            doubled = float((s.found & (s.extra >= DOUBLE_AREA * s.median_area)).mean())
+            if doubled >= EXTRA_FRACTION:
+                out.append(f"a second {s.color} object is in {doubled:.0%} of the frames, besides the {ctx.name(i)}")
     named = {c for c in ctx.colors if c}
     for c, s in ctx.series.items():
         if c not in named and seen_fraction(s) >= EXTRA_FRACTION:
