@@ -338,11 +338,10 @@ def check_alignment(ctx: Context) -> list[str]:
                 side = math.sqrt(s.median_area / spec.AREA_FACTOR[shape or o.shape or "box"])
                 out.append(f"{name} is {size}, not {o.size} (about {side:.2f} frame heights across; "
                            f"{o.size} is {spec.SIZES[o.size]})")
-    for i, o, s in ctx.objects():  # no two objects share a colour (WORLD.md), so a second one is another object
-        if s is not None and s.found.any():
-            doubled = float((s.found & (s.extra >= DOUBLE_AREA * s.median_area)).mean())
-            if doubled >= EXTRA_FRACTION:
-                out.append(f"a second {s.color} object is in {doubled:.0%} of the frames, besides the {ctx.name(i)}")
+        # no two objects share a colour (WORLD.md), so a second region of this one is another object
+        doubled = float((s.found & (s.extra >= DOUBLE_AREA * s.median_area)).mean())
+        if doubled >= EXTRA_FRACTION:
+            out.append(f"a second {s.color} object is in {doubled:.0%} of the frames, besides the {name}")
     named = {c for c in ctx.colors if c}
     for c, s in ctx.series.items():
         if c not in named and seen_fraction(s) >= EXTRA_FRACTION:
