@@ -1,11 +1,14 @@
-"""How much of a clip survives the video VAE: reconstruction PSNR (whole frame and objects)
-and `framecast eval`'s pass rates on reconstructions of held-out world clips.
+"""How much of a clip survives the video VAE: reconstruction PSNR (whole frame and objects),
+the error of its frame-to-frame changes (at latent boundaries and inside latents), and
+`framecast eval`'s pass rates on reconstructions of held-out world clips.
 
 The evaluator's pass rates on reconstructions bound what any DiT on these latents can reach:
 a box whose corners the VAE rounds reads as a ball whatever the DiT makes. A clip is
 reconstructed as generation makes frames: every frame from a 4-frame latent, none from the
 lone first latent frame (the clip's frame 0 is repeated in front of it, then its decoded copy
-dropped; see windows.py).
+dropped; see windows.py), so output frames 4m..4m+3 share a latent and the change from frame
+4m+3 to 4m+4 crosses a latent boundary. A decoder that errs differently on the two sides of a
+boundary makes objects jump there every 4 frames, however good its PSNR.
 
     OMP_NUM_THREADS=1 python benchmarks/vae_reconstruction.py --model models/default --clips 12
     OMP_NUM_THREADS=1 python benchmarks/vae_reconstruction.py --run runs/default --preset default
@@ -57,7 +60,7 @@ def main() -> None:
         ap.error("give one of --model and --run")
     vae = load_vae(args)
     passed = {c: 0 for c in CATEGORIES}
-    whole, objects = [], []
+    whole, objects, changes = [], [], []
     for i in range(args.clips):
         clip = make_clip(clip_seed(SEED, i), FRAMES / FPS, FPS, SIZE, SIZE)
         with torch.no_grad():
@@ -67,6 +70,8 @@ def main() -> None:
         fg = np.abs(clip.frames.astype(np.float64) - bg).max(-1) > 25  # (T, H, W): object pixels
         whole.append(psnr(frames, clip.frames))
         objects.append(psnr(frames, clip.frames, fg))
+        changes.append(np.abs(np.diff(frames.astype(np.float64), axis=0)
+                              - np.diff(clip.frames.astype(np.float64), axis=0)).mean(axis=(1, 2, 3)))  # (T-1,)
         result = evaluate_clip(frames, FPS, clip.scene)
         for c in CATEGORIES:
             passed[c] += result["passed"][c]
@@ -74,6 +79,10 @@ def main() -> None:
             print(f"  {i:03d} {reason}")
     print(f"\n{args.clips} held-out {SIZE}x{SIZE} clips of {FRAMES} frames: PSNR {np.mean(whole):.2f} dB, "
           f"objects {np.mean(objects):.2f} dB")
+    boundary = np.arange(FRAMES - 1) % 4 == 3
+    err = np.mean(changes, axis=0)
+    print(f"frame-to-frame change error (mean |d recon - d clip|, 8-bit levels): across latent boundaries "
+          f"{err[boundary].mean():.2f}, inside latents {err[~boundary].mean():.2f}")
     print("eval on reconstructions: " + ", ".join(f"{c} {passed[c] / args.clips:.2f}" for c in CATEGORIES))
 
 

@@ -92,6 +92,17 @@ def test_dit_settings_may_change_until_the_dit_starts(tmp_path):
     _check_settings(tmp_path, {**tuned, "guidance": 3.0}, resume=True)  # a sampling default: free any time
 
 
+def test_a_run_made_before_a_setting_existed_resumes_with_the_value_it_used(tmp_path):
+    from framecast.train.recipe import _check_settings
+    old = {"preset": "tiny", "seed": 0, "vae_steps": 20, "decoder_steps": 4}  # its train.json: no motion weight
+    _check_settings(tmp_path, old, resume=False)
+    (tmp_path / "vae.ckpt").write_bytes(b"")
+    (tmp_path / "decoder.ckpt").write_bytes(b"")
+    _check_settings(tmp_path, {**old, "decoder_motion_weight": 0.0}, resume=True, write=False)  # what it used
+    with pytest.raises(ValueError, match="decoder_motion_weight"):
+        _check_settings(tmp_path, {**old, "decoder_motion_weight": 1.0}, resume=True)
+
+
 def test_export_writes_the_model_folder_from_the_checkpoints(trained, tmp_path):
     import shutil
     run_dir = tmp_path / "run"

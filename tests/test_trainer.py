@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from framecast.config import PRESETS
 from framecast.models.dit import DiT
 from framecast.models.vae import VideoVAE
-from framecast.train.losses import dit_loss_fn, edge_error, foreground, random_crop, vae_loss_fn
+from framecast.train.losses import dit_loss_fn, edge_error, foreground, motion_error, random_crop, vae_loss_fn
 from framecast.train.trainer import LoopConfig, Trainer, ema_decay_at
 from framecast.world.clip import make_clip
 
@@ -175,6 +175,18 @@ def test_edge_loss_prefers_a_sharp_wrong_colour_to_a_blurred_right_one():
     ones = torch.ones_like(video[:, :1])
     assert (tinted - video).abs().mean() > (blurred - video).abs().mean()  # plain L1 prefers the blur
     assert edge_error(tinted, video, ones) < 1e-6 < edge_error(blurred, video, ones)
+
+
+def test_motion_loss_prefers_a_steady_error_to_a_jump_between_frames():
+    video = torch.full((1, 3, 9, 16, 16), -1.0)
+    for t in range(9):
+        video[:, :, t, 4:8, t:t + 4] = 1.0  # a box moving a pixel a frame
+    steady = video + 0.2  # every frame off alike: the motion is the clip's
+    jumpy = video.clone()
+    jumpy[:, :, 4:] = video[:, :, 4:].roll(1, dims=-1)  # from frame 4 on the box is a pixel ahead
+    ones = torch.ones_like(video[:, :1])
+    assert (steady - video).abs().mean() > (jumpy - video).abs().mean()  # plain L1 prefers the jump
+    assert motion_error(steady, video, ones) < 1e-6 < motion_error(jumpy, video, ones)
 
 
 def test_the_ema_tracks_the_model_through_warm_up_then_averages_ever_longer():

@@ -111,6 +111,7 @@ class TrainConfig:
     decoder_lr: float = 2e-4
     decoder_crop: tuple[int, int, int] | None = None  # windows the decoder fine-tunes on (uniformly drawn)
     decoder_edge_weight: float = 0.0  # weight of the L1 between spatial gradients while fine-tuning the decoder
+    decoder_motion_weight: float = 0.0  # weight of the L1 between frame-to-frame changes, the same
     dit_steps: int = 10000
     dit_weights: tuple[float, ...] | None = None  # the buckets' weights in the DiT stage (default: as in `buckets`)
     dit_clips: int | None = None  # clips per bucket whose latents the DiT trains on (None: all; caching costs)
@@ -140,7 +141,10 @@ class TrainConfig:
 # Settings only the model folder reads (sampling defaults): a resumed run may change them any time.
 MODEL_FOLDER_SETTINGS = ("sample_steps", "guidance")
 # Settings only the decoder fine-tuning reads: a run may change them until that stage starts.
-DECODER_SETTINGS = ("decoder_steps", "decoder_lr", "decoder_crop", "decoder_edge_weight")
+DECODER_SETTINGS = ("decoder_steps", "decoder_lr", "decoder_crop", "decoder_edge_weight", "decoder_motion_weight")
+# Settings added to the recipe after runs were made, with the value those runs used (their
+# train.json lacks them): such a run resumes as it was.
+LATER_SETTINGS = {"decoder_motion_weight": 0.0}
 # Settings only the DiT stage reads: a run may change them until its DiT starts.
 DIT_SETTINGS = ("dit_steps", "dit_weights", "dit_clips", "cond_prob", "batch_size", "lr", "grad_accum", "caption_dropout",
                 "prompt_prob", "time_shift", "time_uniform")
@@ -155,7 +159,7 @@ _DEFAULT_TRAIN = TrainConfig(buckets="64x64x17@12*3,112x64x17@12,64x112x17@12,64
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(buckets="32x32x9@8,48x32x5@8", world_clips=32, shard_size=16, vae_steps=20, decoder_steps=4,
-                        decoder_edge_weight=1.0,
+                        decoder_edge_weight=1.0, decoder_motion_weight=1.0,
                         vae_batch_size=4, dit_steps=20, batch_size=8, warmup=5, ema_decay=0.9, log_every=5,
                         ckpt_every=10, sample_steps=4),
     "default": _DEFAULT_TRAIN,

@@ -69,23 +69,37 @@ def random_crop(video: torch.Tensor, crop: tuple[int, int, int], generator: torc
     return torch.stack(out)
 
 
-def edge_error(recon: torch.Tensor, video: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Weighted L1 between the spatial gradients of recon and video (B, C, T, H, W). A step
-    blurred over k pixels costs about twice its height: plain L1 and MSE settle for blur where
-    they are unsure, and a box with blurred corners reads as a ball."""
+def gradient_error(recon: torch.Tensor, video: torch.Tensor, weight: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """Weighted L1 between the differences of recon and video (B, C, T, H, W) along dims."""
     out = recon.new_zeros(())
-    for dim in (3, 4):
+    for dim in dims:
         n = recon.shape[dim] - 1
         grad = recon.float().diff(dim=dim) - video.float().diff(dim=dim)
         out = out + (grad.abs() * weight.narrow(dim, 1, n)).mean()
     return out
 
 
+def edge_error(recon: torch.Tensor, video: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """L1 between the spatial gradients of recon and video (B, C, T, H, W). A step blurred over
+    k pixels costs about twice its height: plain L1 and MSE settle for blur where they are
+    unsure, and a box with blurred corners reads as a ball."""
+    return gradient_error(recon, video, weight, (3, 4))
+
+
+def motion_error(recon: torch.Tensor, video: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """L1 between the frame-to-frame changes of recon and video (B, C, T, H, W). Per-frame losses
+    do not care whether neighbouring frames err alike: a decoder that errs one way on a latent's
+    last frame and another on the next latent's first makes objects jump every 4 frames."""
+    return gradient_error(recon, video, weight, (2,))
+
+
 def vae_loss_fn(kl_weight: float, device: torch.device, crop: tuple[int, int, int] | None = None,
-                fg_weight: float = 0.0, decoder_only: bool = False, crop_tries: int = 4, edge_weight: float = 0.0):
+                fg_weight: float = 0.0, decoder_only: bool = False, crop_tries: int = 4, edge_weight: float = 0.0,
+                motion_weight: float = 0.0):
     """L1 + MSE reconstruction (foreground pixels weighted 1 + fg_weight: small objects are a
     sliver of each frame, and a VAE that blurs them away still scores well on the mean) + KL,
-    + edge_weight times the L1 between spatial gradients (edge_error: sharp edges).
+    + edge_weight times the L1 between spatial gradients (edge_error: sharp edges)
+    + motion_weight times the L1 between frame-to-frame changes (motion_error: smooth motion).
 
     decoder_only: the encoder is frozen and its posterior mean decoded (what the DiT models),
     for fine-tuning the decoder after the latents are fixed. crop_tries: windows drawn per clip,
@@ -116,7 +130,10 @@ def vae_loss_fn(kl_weight: float, device: torch.device, crop: tuple[int, int, in
         logs = {}
         if edge_weight:
             edge = edge_error(recon, video, weight)
-            loss, logs = loss + edge_weight * edge, {"edge": edge.item()}
+            loss, logs = loss + edge_weight * edge, {**logs, "edge": edge.item()}
+        if motion_weight:
+            motion = motion_error(recon, video, weight)
+            loss, logs = loss + motion_weight * motion, {**logs, "motion": motion.item()}
         psnr = 10 * torch.log10(4.0 / mse.detach().clamp_min(1e-10))  # signal range 2 -> peak^2 = 4
         return loss, {"l1": l1.item(), "kl": kl.item(), "psnr": psnr.item(), **logs, "items": video.shape[0]}
 
@@ -143,10 +160,13 @@ def vae_loss_fn(kl_weight: float, device: torch.device, crop: tuple[int, int, in
         sq = err.pow(2)
         loss = l1 + (sq * weight).mean() * share + kl_weight * kl
         edge = edge_error(recon, video, weight) * share if edge_weight else torch.zeros(())
-        loss = loss + edge_weight * edge
-        l1_g, kl_g, mse_g, edge_g = global_sum(torch.stack([l1, kl, sq.mean() * share, edge.detach()]).float()).tolist()
+        motion = motion_error(recon, video, weight) * share if motion_weight else torch.zeros(())
+        loss = loss + edge_weight * edge + motion_weight * motion
+        l1_g, kl_g, mse_g, edge_g, motion_g = global_sum(
+            torch.stack([l1, kl, sq.mean() * share, edge.detach(), motion.detach()]).float()).tolist()
         psnr = 10 * math.log10(4.0 / max(mse_g, 1e-10))
-        return loss, {"l1": l1_g, "kl": kl_g, "psnr": psnr, **({"edge": edge_g} if edge_weight else {}), "items": total}
+        logs = {**({"edge": edge_g} if edge_weight else {}), **({"motion": motion_g} if motion_weight else {})}
+        return loss, {"l1": l1_g, "kl": kl_g, "psnr": psnr, **logs, "items": total}
     return loss_fn
 
 

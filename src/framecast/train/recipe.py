@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-from ..config import DECODER_SETTINGS, DIT_SETTINGS, MODEL_FOLDER_SETTINGS, TRAIN_PRESETS, DiTConfig, TrainConfig, VAEConfig, preset
+from ..config import (DECODER_SETTINGS, DIT_SETTINGS, LATER_SETTINGS, MODEL_FOLDER_SETTINGS, TRAIN_PRESETS,
+                      DiTConfig, TrainConfig, VAEConfig, preset)
 from ..data.shards import INDEX_NAME
 from ..models.dit import DiT
 from ..models.text import TextEncoder
@@ -62,7 +63,7 @@ def _check_settings(out: Path, settings: dict, resume: bool, write: bool = True)
         old = json.loads(path.read_text())
         free = MODEL_FOLDER_SETTINGS + (DIT_SETTINGS if existing_checkpoint(out / "dit.ckpt") is None else ()) + (
             DECODER_SETTINGS if existing_checkpoint(out / "decoder.ckpt") is None else ())
-        diff = [k for k in settings if old.get(k) != settings[k] and k not in free]
+        diff = [k for k in settings if old.get(k, LATER_SETTINGS.get(k)) != settings[k] and k not in free]
         if diff:
             raise ValueError(f"{out} was trained with other settings ({', '.join(diff)}); "
                              "resume with the same arguments or choose a new --out")
@@ -191,7 +192,7 @@ def train_decoder(vae: VideoVAE, tc: TrainConfig, roots: list[Path], weights: li
     model.decoder.requires_grad_(True)
     model.encoder.requires_grad_(False)
     loss = vae_loss_fn(0.0, device, tc.decoder_crop, tc.vae_fg_weight, decoder_only=True, crop_tries=1,
-                       edge_weight=tc.decoder_edge_weight)
+                       edge_weight=tc.decoder_edge_weight, motion_weight=tc.decoder_motion_weight)
     return _train_autoencoder("decoder", model, loss, tc.decoder_steps, tc.decoder_lr, tc, roots, weights, out,
                               seed + 1, device, progress, d, fsdp)
 
