@@ -111,7 +111,7 @@ class TrainConfig:
     decoder_lr: float = 2e-4
     decoder_crop: tuple[int, int, int] | None = None  # windows the decoder fine-tunes on (uniformly drawn)
     decoder_edge_weight: float = 0.0  # weight of the L1 between spatial gradients while fine-tuning the decoder
-    decoder_motion_weight: float = 0.0  # weight of the L1 between frame-to-frame changes, the same
+    decoder_motion_weight: float = 0.0  # weight of the L1 between frame-to-frame changes while fine-tuning it
     dit_steps: int = 10000
     dit_weights: tuple[float, ...] | None = None  # the buckets' weights in the DiT stage (default: as in `buckets`)
     dit_clips: int | None = None  # clips per bucket whose latents the DiT trains on (None: all; caching costs)
