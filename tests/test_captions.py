@@ -77,7 +77,7 @@ def test_articles_in_clips(clips):
 # wording that evaluation asks for, so the model must not have trained on them.
 HELD_OUT = ("drift", "float", "travel", "heads", "sink", "toss", "hurl", "lob", "fling", "flung", "arcs",
             "twirl", "whirl", "motionless", "stationary", "stays put", "smash", "hit each other",
-            "rush", "disc", "disk", "orb", "tiny", "huge", "little", "big", "plummet", "tumble")
+            "rush", "disc", "disk", "orb", "tiny", "huge", "little", "big", "plummet", "tumble", "soar")
 
 
 def test_held_out_paraphrases_never_appear_in_prompts_or_captions(clips):

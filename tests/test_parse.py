@@ -105,6 +105,12 @@ PARAPHRASES = [
     ("a red ball hops across to the right", [P("red", "ball", None, "throw", "right")], None),
     ("a small red ball is pitched to the left", [P("red", "ball", "small", "throw", "left")], None),
     ("a red ball zooms to the right", [P("red", "ball", None, "slide", "right")], None),
+    ("a red ball flies through the air to the right", [P("red", "ball", None, "throw", "right")], None),
+    ("a blue box soars to the left", [P("blue", "box", None, "throw", "left")], None),
+    # a bounce alone is a fall, but what bounces sideways was thrown; a fall's bounce stays a fall
+    ("a green ball bounces across the floor to the left", [P("green", "ball", None, "throw", "left")], None),
+    ("a red ball falls and bounces to the right", [P("red", "ball", None, "fall", None)], None),
+    ("a red ball bounces off the left wall", [P("red", "ball", None, "fall", None)], None),
     ("a red ball moves right to left", [P("red", "ball", None, "slide", "left")], None),
     ("a cube pirouettes", [P(None, "box", None, "spin", None)], None),
     ("a red ball and a blue ball bounce off each other",

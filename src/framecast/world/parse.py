@@ -33,7 +33,7 @@ caller asks to keep them (`keep_unknown`) so that it can refuse them by name, as
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 from . import spec
@@ -99,7 +99,8 @@ EVENT_LEXICON: tuple[tuple[str, str | None, int, str], ...] = (
                             "hurled hurling lob lobs lobbed lobbing fling flings flung flinging launch "
                             "launches launched launching catapult catapults catapulted arc arcs arced "
                             "arcing parabola parabolic pitch pitches pitched pitching hop hops hopped "
-                            "hopping leap leaps leapt leaped leaping jump jumps jumped jumping"),
+                            "hopping leap leaps leapt leaped leaping jump jumps jumped jumping fly flies "
+                            "flew flown flying soar soars soared soaring"),
     ("fall", None, STRONG, "fall falls fell fallen falling drop drops dropped dropping plummet plummets "
                            "plummeted plummeting tumble tumbles tumbled tumbling plunge plunges plunged "
                            "plunging"),
@@ -622,6 +623,8 @@ def _read_clause(tokens: list[str], span: list[int], subject: _Mention, mentions
     cue = _choose(cues)
     if cue is None:
         return
+    if cue.event == "fall" and cue.strength == WEAK and _direction(tokens, span, replace(cue, event="throw"), cues):
+        cue = replace(cue, event="throw")  # "bounces to the right": what bounces sideways was thrown
     read = (cue.strength, -EVENT_PRIORITY.index(cue.event), cue.event, _direction(tokens, span, cue, cues))
     targets = list(subject.refs)
     if cue.event == "collide":
