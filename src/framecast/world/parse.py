@@ -43,7 +43,7 @@ from .scene import PartialObject, PromptSpec
 
 # Object colours: the 8 of WORLD.md and unambiguous synonyms only (no "light blue": cyan or blue?).
 COLOR_WORDS: dict[str, str] = {c: c for c in spec.OBJECT_COLORS} | {
-    "violet": "purple", "aqua": "cyan", "turquoise": "cyan",
+    "violet": "purple", "aqua": "cyan", "turquoise": "cyan", "crimson": "red", "scarlet": "red",
 }
 # Colours the world never gives an object: they still name an object ("a pink ball").
 FOREIGN_COLORS = frozenset({"black", "gray", "grey", "navy", "pink", "brown", "magenta", "silver",
@@ -114,7 +114,8 @@ EVENT_LEXICON: tuple[tuple[str, str | None, int, str], ...] = (
                             "rolled rolling go goes went going shift shifts shifted shifting coast coasts "
                             "coasted coasting cruise cruises cruised cruising zoom zooms zoomed zooming "
                             "zip zips zipped zipping race races raced racing dash dashes dashed dashing "
-                            "scoot scoots scooted scooting sail sails sailed sailing"),
+                            "scoot scoots scooted scooting sail sails sailed sailing crosses crossed "
+                            "crossing"),
     ("slide", "up", STRONG, "rise rises rose risen rising ascend ascends ascended ascending climb climbs "
                             "climbed climbing"),
     ("slide", "down", STRONG, "sink sinks sank sunk sinking descend descends descended descending"),
@@ -122,7 +123,7 @@ EVENT_LEXICON: tuple[tuple[str, str | None, int, str], ...] = (
     ("fall", None, WEAK, "bounce bounces bounced bouncing land lands landed landing"),
     ("still", None, WEAK, "sit sits sat sitting rest rests rested resting stay stays stayed staying "
                           "remain remains remained remaining lie lies lay lying stand stands stood "
-                          "standing wait waits waited waiting idle idles"),
+                          "standing wait waits waited waiting idle idles hover hovers hovered hovering"),
 )
 # When a clause holds cues of several events: the more specific motion wins ("falls ... then
 # rests", "slides ..., bouncing off the wall", "moves toward ..., collides with it").
