@@ -115,6 +115,7 @@ PARAPHRASES = [
     ("a red cross sits still", [P("red", None, None, "still", None)], None),
     ("a blue sphere hovers in place", [P("blue", "ball", None, "still", None)], None),
     ("a crimson ball drops", [P("red", "ball", None, "fall", None)], None),
+    ("a white triangle is pushed to the right", [P("white", "triangle", None, "slide", "right")], None),
     ("a red ball moves right to left", [P("red", "ball", None, "slide", "left")], None),
     ("a cube pirouettes", [P(None, "box", None, "spin", None)], None),
     ("a red ball and a blue ball bounce off each other",

@@ -115,7 +115,7 @@ EVENT_LEXICON: tuple[tuple[str, str | None, int, str], ...] = (
                             "coasted coasting cruise cruises cruised cruising zoom zooms zoomed zooming "
                             "zip zips zipped zipping race races raced racing dash dashes dashed dashing "
                             "scoot scoots scooted scooting sail sails sailed sailing crosses crossed "
-                            "crossing"),
+                            "crossing push pushes pushed pushing nudge nudges nudged nudging"),
     ("slide", "up", STRONG, "rise rises rose risen rising ascend ascends ascended ascending climb climbs "
                             "climbed climbing"),
     ("slide", "down", STRONG, "sink sinks sank sunk sinking descend descends descended descending"),
