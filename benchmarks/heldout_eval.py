@@ -1,7 +1,7 @@
 """The default model's held-out evaluation: generate every held-out prompt with the default
 settings, with and without prompt expansion, and score the clips with `framecast eval`.
 
-    python benchmarks/heldout_eval.py --model models/default --out eval/heldout [--jobs 2] [--steps N]
+    python benchmarks/heldout_eval.py --model models/default --out eval/heldout [--jobs 2] [--steps N] [--sampler heun]
 
 For each prompt file (benchmarks/prompts/heldout_*.txt) and expansion setting the clips land in
 OUT/<set>-<expand|no-expand>/ (NAME.mp4 + NAME.json), made by `framecast generate --prompts-file`
@@ -37,6 +37,7 @@ def make(name: str, prompts: Path, expand: bool, out: Path, args) -> tuple[str, 
     cmd += [] if expand else ["--no-expand"]
     cmd += [] if args.steps is None else ["--steps", str(args.steps)]
     cmd += [] if args.guidance is None else ["--guidance", str(args.guidance)]
+    cmd += [] if args.sampler is None else ["--sampler", args.sampler]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     start = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -52,6 +53,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the first prompt; each next prompt takes the next")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     ap.add_argument("--guidance", type=float, default=None, help="guidance (default: the model's)")
+    ap.add_argument("--sampler", choices=("euler", "heun"), default=None, help="ODE solver (default: the model's)")
     ap.add_argument("--jobs", type=int, default=2, help="generating processes at a time")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--no-expand-too", action=argparse.BooleanOptionalAction, default=True,
