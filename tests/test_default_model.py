@@ -75,3 +75,9 @@ def test_empty_and_overlong_prompts(tmp_path):
     res = generate(long, "--no-expand", "--seconds", 1, "--steps", 2, "-o", tmp_path / "y.mp4")
     assert res.returncode == 0, res.stderr
     assert "cut to their first 128 tokens" in res.stderr and (tmp_path / "y.mp4").is_file()
+
+
+def test_a_prompt_the_world_cannot_lay_out_is_refused_before_any_sampling(tmp_path):
+    res = generate("two red balls fall", "-o", tmp_path / "x.mp4")
+    assert res.returncode == 2 and "two objects are red" in res.stderr and not (tmp_path / "x.mp4").exists()
+    assert "sampling" not in res.stderr  # no progress bar for a job that never starts

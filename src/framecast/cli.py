@@ -314,6 +314,34 @@ def _generate_jobs(args) -> list[tuple[str, Path, int]]:
     return [(p, args.out / f"{i:03d}.mp4", args.seed + i) for i, p in enumerate(prompts)]
 
 
+class StepBar:
+    """The sampling progress bar, opened at the first step: a request refused while it is checked
+    (a prompt the world cannot lay out) shows its error without an empty bar, and a job of no
+    steps (an edit at strength 0) shows none. Called as progress(i, n) after step i of n."""
+
+    def __init__(self, desc: str):
+        self.desc, self.bar, self.started = desc, None, 0.0
+
+    def __call__(self, i: int, n: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(desc=self.desc, unit="step", total=n)
+            self.bar.start_t = self.bar.last_print_t = self.started  # the first step's time counts
+        self.bar.total = n
+        self.bar.update(i - self.bar.n)
+
+    def __enter__(self) -> StepBar:
+        from time import time  # tqdm's clock
+
+        self.started = time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def cmd_generate(args) -> int:
     import dataclasses
     import time
@@ -337,8 +365,6 @@ def cmd_generate(args) -> int:
     model_dir = _model_dir(args)
     given = _generate_given(args)  # None for plain text-to-video
     # heavy imports after the cheap checks: bad input fails at once
-    from tqdm import tqdm
-
     from .pipeline import Framecast, SampleOptions, expanded_caption, generate
     from .provenance import Generation, write_marked_mp4
 
@@ -351,14 +377,8 @@ def cmd_generate(args) -> int:
     for prompt, out, seed in allowed:
         opts = dataclasses.replace(base, seed=seed)
         start = time.perf_counter()
-        with (tqdm(desc=out.name if batch else "sampling", unit="step", total=opts.steps or model.meta.steps) as bar,
-              warnings.catch_warnings(record=True) as caught):
+        with StepBar(out.name if batch else "sampling") as progress, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-
-            def progress(i: int, n: int) -> None:
-                bar.total = n
-                bar.update(i - bar.n)
-
             try:
                 frames, fps, notes = generate(model, prompt, opts, progress, given=given)
             except ValueError as e:
@@ -515,8 +535,6 @@ def _run_media(args, prompt: str, given, seconds: float, notes: list[str], image
     import time
     import warnings
 
-    from tqdm import tqdm
-
     from .safety import PolicyViolation, enforce
 
     try:
@@ -533,21 +551,13 @@ def _run_media(args, prompt: str, given, seconds: float, notes: list[str], image
     opts = SampleOptions(seconds=seconds, width=w, height=h, seed=args.seed, steps=args.steps, guidance=args.guidance,
                          negative_prompt=args.negative_prompt, sampler=args.sampler, expand=args.expand)
     start = time.perf_counter()
-    with (tqdm(desc="sampling", unit="step", total=opts.steps or model.meta.steps) as bar,
-          warnings.catch_warnings(record=True) as caught):
+    with StepBar("sampling") as progress, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-
-        def progress(i: int, n: int) -> None:
-            bar.total = n
-            bar.update(i - bar.n)
-
         if image:
             frame, more = generate_image(model, prompt, opts, progress)
             frames, fps = frame[None], None
         else:
             frames, fps, more = generate(model, prompt, opts, progress, given=given)
-        bar.total = bar.n  # an edit at strength 0 takes no step
-        bar.refresh()
     for note in [*notes, *more, *(str(c.message) for c in caught if issubclass(c.category, UserWarning))]:
         print(f"framecast: note: {note}", file=sys.stderr)
     settings = {"seed": args.seed, "size": f"{frames.shape[2]}x{frames.shape[1]}", "task": args.command,
