@@ -116,6 +116,11 @@ PARAPHRASES = [
     ("a blue sphere hovers in place", [P("blue", "ball", None, "still", None)], None),
     ("a crimson ball drops", [P("red", "ball", None, "fall", None)], None),
     ("a white triangle is pushed to the right", [P("white", "triangle", None, "slide", "right")], None),
+    # an event word before a later subject's noun is that subject's
+    ("a falling blue ball and a still red box",
+     [P("blue", "ball", None, "fall", None), P("red", "box", None, "still", None)], None),
+    ("a red ball falls and a spinning blue box",
+     [P("red", "ball", None, "fall", None), P("blue", "box", None, "spin", None)], None),
     ("a red ball moves right to left", [P("red", "ball", None, "slide", "left")], None),
     ("a cube pirouettes", [P(None, "box", None, "spin", None)], None),
     ("a red ball and a blue ball bounce off each other",

@@ -423,7 +423,8 @@ def _sentences(tokens: list[str]) -> list[list[int]]:
 def _word_owners(tokens: list[str], groups: list[_Group], in_mention: set[int]) -> dict[int, int]:
     """Which group each word outside a noun phrase belongs to: the group before it in its
     sentence; words before a sentence's first subject go to that subject ('Spinning clockwise,
-    a red box ...'); a sentence with no subject goes to the latest group only if a pronoun
+    a red box ...'), as does an event word between a later subject and its determiner ('and a
+    still red box'); a sentence with no subject goes to the latest group only if a pronoun
     stands in it ('Then it bounces.', not 'A light gray floor runs along the bottom.')."""
     first_at = {g.subjects[0].start: gi for gi, g in enumerate(groups)}
     owner: dict[int, int] = {}
@@ -438,6 +439,11 @@ def _word_owners(tokens: list[str], groups: list[_Group], in_mention: set[int]) 
         current = here[0]
         for k in sentence:
             current = first_at.get(k, current)
+            if (k + 1 in first_at and tokens[k] in EVENT_CUES and k and tokens[k - 1] in INDEFINITE | DEFINITE
+                    and (k < 2 or tokens[k - 2] not in PARTNER_MARKERS)):
+                # "... and a still red box": an event word between a determiner and its subject is that
+                # subject's; not after a verb that takes a partner ("hits a still box")
+                current = owner[k - 1] = first_at[k + 1]
             if k not in in_mention:
                 owner[k] = current
         latest = current
