@@ -630,9 +630,11 @@ def _read_clause(tokens: list[str], span: list[int], subject: _Mention, mentions
     cue = _choose(cues)
     if cue is None:
         return
-    if cue.event == "fall" and cue.strength == WEAK and _direction(tokens, span, replace(cue, event="throw"), cues):
-        cue = replace(cue, event="throw")  # "bounces to the right": what bounces sideways was thrown
-    read = (cue.strength, -EVENT_PRIORITY.index(cue.event), cue.event, _direction(tokens, span, cue, cues))
+    direction = _direction(tokens, span, cue, cues)
+    if cue.event == "fall" and cue.strength == WEAK:  # "bounces to the right": what bounces sideways was thrown
+        sideways = _direction(tokens, span, replace(cue, event="throw"), cues)
+        cue, direction = (replace(cue, event="throw"), sideways) if sideways else (cue, direction)
+    read = (cue.strength, -EVENT_PRIORITY.index(cue.event), cue.event, direction)
     targets = list(subject.refs)
     if cue.event == "collide":
         words = set(span)
