@@ -2,6 +2,11 @@
 settings, with and without prompt expansion, and score the clips with `framecast eval`.
 
     python benchmarks/heldout_eval.py --model models/default --out eval/heldout [--jobs 2] [--steps N] [--sampler heun]
+    python benchmarks/heldout_eval.py --seconds 60 --no-no-expand-too --out eval/minute   # issue 5's minute
+
+With `--seconds 60` every clip is a minute long (generated window by window, as `framecast
+generate --seconds 60` does), and the permanence column is issue 5's "objects keep identity,
+colour and size for the whole clip" over the whole minute.
 
 For each prompt file (benchmarks/prompts/heldout_*.txt) and expansion setting the clips land in
 OUT/<set>-<expand|no-expand>/ (NAME.mp4 + NAME.json), made by `framecast generate --prompts-file`
@@ -35,6 +40,7 @@ def make(name: str, prompts: Path, expand: bool, out: Path, args) -> tuple[str, 
     cmd = [str(FRAMECAST), "generate", "--prompts-file", str(prompts), "-o", str(folder), "--model", str(args.model),
            "--seed", str(args.seed)]
     cmd += [] if expand else ["--no-expand"]
+    cmd += [] if args.seconds is None else ["--seconds", str(args.seconds)]
     cmd += [] if args.steps is None else ["--steps", str(args.steps)]
     cmd += [] if args.guidance is None else ["--guidance", str(args.guidance)]
     cmd += [] if args.sampler is None else ["--sampler", args.sampler]
@@ -51,6 +57,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=Path("models/default"))
     ap.add_argument("--out", type=Path, default=Path("eval/heldout"))
     ap.add_argument("--seed", type=int, default=0, help="seed of the first prompt; each next prompt takes the next")
+    ap.add_argument("--seconds", type=float, default=None, help="clip length (default: generate's, 4 s)")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     ap.add_argument("--guidance", type=float, default=None, help="guidance (default: the model's)")
     ap.add_argument("--sampler", choices=("euler", "heun"), default=None, help="ODE solver (default: the model's)")

@@ -34,6 +34,9 @@ def test_the_shipped_model_folder_is_complete_small_and_of_the_default_preset():
     assert len(model.meta.latent_mean) == model.config.dit.latent_channels
     recipe = json.loads((SHIPPED / "recipe.json").read_text())
     assert recipe["preset"] == "default" and recipe["dit_step"] >= 1
+    train = recipe["train"]  # the sampling defaults are the ones the recipe wrote, not edited by hand
+    assert (model.meta.steps, model.meta.guidance) == (train["sample_steps"], train["guidance"])
+    assert model.meta.sampler == train.get("sampler", "euler")  # recipes before the setting: Euler
 
 
 @pytest.fixture(scope="module")

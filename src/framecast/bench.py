@@ -161,7 +161,7 @@ def random_model(preset_name: str) -> Framecast:
     tc = TRAIN_PRESETS[preset_name]
     first = parse_buckets(tc.buckets)[0]
     meta = ModelMeta(fps=first.fps, width=first.width, height=first.height, steps=tc.sample_steps,
-                     guidance=tc.guidance)
+                     guidance=tc.guidance, sampler=tc.sampler)
     torch.manual_seed(0)
     return Framecast(preset(preset_name), meta).eval()
 

@@ -133,13 +133,14 @@ class TrainConfig:
     ckpt_every: int = 200
     sample_steps: int = 20  # defaults written into the model folder
     guidance: float = 4.0
+    sampler: str = "euler"  # the ODE solver: "euler" or "heun" (two model calls a step)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 # Settings only the model folder reads (sampling defaults): a resumed run may change them any time.
-MODEL_FOLDER_SETTINGS = ("sample_steps", "guidance")
+MODEL_FOLDER_SETTINGS = ("sample_steps", "guidance", "sampler")
 # Settings only the decoder fine-tuning reads: a run may change them until that stage starts.
 DECODER_SETTINGS = ("decoder_steps", "decoder_lr", "decoder_crop", "decoder_edge_weight", "decoder_motion_weight")
 # Settings added to the recipe after runs were made, with the value those runs used (their

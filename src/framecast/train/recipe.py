@@ -335,7 +335,8 @@ def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume
     # The model folder: EMA weights of both, and what generation needs to know.
     fps, width, height = video_format(roots[0])
     meta = ModelMeta(fps=fps, width=width, height=height, steps=tc.sample_steps, guidance=tc.guidance,
-                     time_shift=tc.time_shift, latent_mean=mean.tolist(), latent_std=std.tolist())
+                     sampler=tc.sampler, time_shift=tc.time_shift, latent_mean=mean.tolist(),
+                     latent_std=std.tolist())
     model = Framecast(model_cfg, meta, text)
     model.vae.load_state_dict(vae.state_dict())
     model.dit.load_state_dict(dit.state_dict())
