@@ -44,6 +44,7 @@ def make(name: str, prompts: Path, expand: bool, out: Path, args) -> tuple[str, 
     cmd += [] if args.steps is None else ["--steps", str(args.steps)]
     cmd += [] if args.guidance is None else ["--guidance", str(args.guidance)]
     cmd += [] if args.sampler is None else ["--sampler", args.sampler]
+    cmd += [] if args.best_of is None else ["--best-of", str(args.best_of)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     start = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -61,6 +62,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     ap.add_argument("--guidance", type=float, default=None, help="guidance (default: the model's)")
     ap.add_argument("--sampler", choices=("euler", "heun"), default=None, help="ODE solver (default: the model's)")
+    ap.add_argument("--best-of", type=int, default=None,
+                    help="candidates per clip, the one passing most world checks kept (default: the model's; "
+                         "1: the model alone)")
     ap.add_argument("--jobs", type=int, default=2, help="generating processes at a time")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--no-expand-too", action=argparse.BooleanOptionalAction, default=True,

@@ -34,13 +34,14 @@ def test_bench_json_report(tmp_path):
     assert report["peak_flops"] > 0 and report["dit_flops"] > 0 and report["dit_flops_per_s"] > 0
     assert 0 < report["mfu"] <= 1.2
     assert report["mfu"] == report["dit_flops_per_s"] / report["peak_flops"]
-    assert report["dit_calls"] == 2  # 2 steps, guidance batched into one call each
+    # 2 steps for each of the tiny preset's 2 candidates, guidance batched into one call each
+    assert report["clip"]["best_of"] == 2 and report["dit_calls"] == 4
     if importlib.util.find_spec("diffusers"):
         assert report["diffusers_ratio"] > 0
     else:
         assert report["diffusers_ratio"] is None and "not installed" in report["diffusers_note"]
     stages = report["breakdown"]
-    for stage in ("text encoding", "sampling", "VAE decoding", "mp4 writing", "provenance", "total"):
+    for stage in ("text encoding", "sampling", "VAE decoding", "world checks", "mp4 writing", "provenance", "total"):
         assert stages[stage] > 0, stage
     assert stages["total"] >= sum(v for k, v in stages.items() if k != "total") - 1e-6
     assert stages["sampling"] >= report["dit_seconds"]  # the DiT's calls are inside the sampler

@@ -37,6 +37,7 @@ def test_the_shipped_model_folder_is_complete_small_and_of_the_default_preset():
     train = recipe["train"]  # the sampling defaults are the ones the recipe wrote, not edited by hand
     assert (model.meta.steps, model.meta.guidance) == (train["sample_steps"], train["guidance"])
     assert model.meta.sampler == train.get("sampler", "euler")  # recipes before the setting: Euler
+    assert model.meta.best_of == train.get("best_of", 1)
 
 
 @pytest.fixture(scope="module")

@@ -101,6 +101,10 @@ def _broken_folder(kind: str, model_dir: Path, text: TextEncoder, tmp: Path) -> 
         other = ModelConfig(TINY.vae, dataclasses.replace(TINY.dit, dim=32))
         Framecast(other, META, text).save(tmp / "other")
         shutil.copy(tmp / "other" / "model.safetensors", folder / "model.safetensors")
+    elif kind == "bad_best_of":
+        doc = json.loads((folder / "config.json").read_text())
+        doc["meta"]["best_of"] = 0
+        (folder / "config.json").write_text(json.dumps(doc))
     elif kind == "bad_time_shift":
         doc = json.loads((folder / "config.json").read_text())
         doc["meta"]["time_shift"] = 0
@@ -114,6 +118,7 @@ BROKEN = [
     ("not_framecast", ValueError, "is not a framecast model config"),
     ("other_preset", ValueError, "the dit weights do not match config.json"),
     ("bad_time_shift", ValueError, "meta.time_shift must be a number above 0"),
+    ("bad_best_of", ValueError, "meta.best_of must be a whole number from 1 to 16"),
 ]
 
 
@@ -221,10 +226,53 @@ def test_euler_and_heun_differ(model):
     (PROMPT, {"fps": 0}, "fps must be"),
     (PROMPT, {"width": 0, "height": 32}, "size must be at least"),
     (PROMPT, {"sampler": "ddim"}, "unknown sampler"),
+    (PROMPT, {"best_of": 0}, "best_of must be"),
+    (PROMPT, {"best_of": 17}, "best_of must be"),
+    (PROMPT, {"best_of": True}, "best_of must be"),
 ])
 def test_bad_requests_are_clear_errors(model, prompt, opts, message):
     with pytest.raises(ValueError, match=message):
         generate(model, prompt, SampleOptions(**{"seconds": 1.0, **opts}))
+
+
+# --- best of n ------------------------------------------------------------------------------
+
+def test_best_of_keeps_the_candidate_that_passes_most_world_checks(model):
+    from framecast.pipeline import candidate_seed, prepare, world_score, world_target
+
+    steps, n, prompt = [], 3, "a red ball falls and bounces"
+    frames, fps, notes = gen(model, prompt, lambda i, total: steps.append((i, total)), steps=2, seed=7, best_of=n)
+    assert steps == [(i, 2 * n) for i in range(1, 2 * n + 1)]  # one bar over every candidate's steps
+    scores = []
+    for k in range(n):  # each candidate made alone, with its own seed, scored against its own caption
+        seed = candidate_seed(7, k)
+        alone, _, alone_notes = gen(model, prompt, steps=2, seed=seed, best_of=1)
+        job = prepare(model, prompt, SampleOptions(seconds=1.0, steps=2, seed=seed))
+        scores.append((world_score(alone, fps, world_target(job, prompt)), seed, alone, alone_notes))
+    best = max(scores, key=lambda c: c[0])  # the first of the best on a tie
+    assert torch.equal(frames, best[2])
+    assert f"best of {n}: kept candidate {scores.index(best) + 1} (seed {best[1]})" in notes[-1]
+    assert notes[:-1] == best[3]  # its own expansion is the one reported
+    assert scores.index(best) > 0  # here a later candidate wins: the choice is exercised
+    assert len({s for _, s, _, _ in scores}) == n and candidate_seed(7, 0) == 7
+
+
+def test_best_of_one_is_the_plain_generation_and_deterministic(model):
+    plain, _, notes = gen(model, steps=2, seed=4, best_of=1)
+    assert not any(n.startswith("best of") for n in notes)
+    assert torch.equal(gen(model, steps=2, seed=4, best_of=2)[0], gen(model, steps=2, seed=4, best_of=2)[0])
+    meta = dataclasses.replace(model.meta)
+    try:  # the model folder's default applies when the request leaves it open
+        model.meta = dataclasses.replace(meta, best_of=2)
+        assert torch.equal(gen(model, steps=2, seed=4)[0], gen(model, steps=2, seed=4, best_of=2)[0])
+    finally:
+        model.meta = meta
+
+
+def test_best_of_makes_one_when_the_world_checks_see_nothing(model):
+    steps = []
+    _, _, notes = gen(model, "a video", lambda i, total: steps.append(total), steps=2, best_of=4, expand=False)
+    assert set(steps) == {2} and not any(n.startswith("best of") for n in notes)
 
 
 # --- the text encoder -----------------------------------------------------------------------
@@ -271,6 +319,8 @@ def test_cli_generate_writes_the_same_mp4_for_the_same_seed(model_dir, tmp_path)
     ([PROMPT, "--model", "{model}", "--seconds", "0"], "must be positive"),
     ([PROMPT, "--model", "{model}", "--size", "big"], "size must look like"),
     ([PROMPT, "--model", "{model}", "--guidance", "nan"], "--guidance must be a finite number"),
+    ([PROMPT, "--model", "{model}", "--best-of", "0"], "--best-of: must be from 1 to 16"),
+    ([PROMPT, "--model", "{model}", "--best-of", "two"], "--best-of: expected a whole number"),
     ([PROMPT, "--model", "{tmp}/nowhere"], "no model folder at"),
     ([PROMPT, "--model", "{model}", "-o", "{tmp}/no/such/dir/x.mp4"], "does not exist"),
 ])

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 from serving import META, Server, command, http, make_model_dir, pid_alive, wait_for
 
-from framecast.server.params import ApiError, extension_spec, resolve_seconds, resolve_size
+from framecast.server.params import ApiError, create_spec, extension_spec, resolve_seconds, resolve_size
 from framecast.server.settings import ModelInfo, ServerSettings
 from framecast.server.store import Store
 from framecast.video.inputs import resize
@@ -143,6 +143,20 @@ def test_extensions_cannot_grow_a_video_without_limit(tmp_path):
     assert (err.value.status, err.value.param) == (400, "seconds")
 
 
+def test_best_of_is_asked_for_checked_and_kept_by_an_extension(tmp_path):
+    settings = ServerSettings(model_dir=tmp_path)
+    fields = {"prompt": "a red ball falls", "seconds": "1"}
+    assert create_spec(fields, INFO, settings).options["best_of"] is None  # the model's default
+    spec = create_spec({**fields, "best_of": "3"}, INFO, settings)  # a form field is text
+    assert spec.options["best_of"] == 3
+    source = types.SimpleNamespace(seconds="1", size="32x32", options=spec.options)
+    assert extension_spec({"prompt": "the red ball keeps falling"}, source, tmp_path / "a.mp4", INFO, settings).options["best_of"] == 3
+    for bad in ("0", "17", "x"):
+        with pytest.raises(ApiError) as err:
+            create_spec({**fields, "best_of": bad}, INFO, settings)
+        assert (err.value.status, err.value.param) == (400, "best_of")
+
+
 # --- the API through the openai client -----------------------------------------------------------
 
 def test_create_poll_download(client, tmp_path):
@@ -171,7 +185,7 @@ def test_sora_style_request_works_unchanged(client):
 
 
 def test_framecast_options_and_same_seed_same_video(client):
-    videos = [client.videos.create(prompt="a green triangle spins", seconds="1", extra_body={"seed": 7, "steps": 3})
+    videos = [client.videos.create(prompt="a green triangle spins", seconds="1", extra_body={"seed": 7, "steps": 3, "best_of": 2})
               for _ in range(2)]
     done = [client.videos.poll(v.id, poll_interval_ms=100) for v in videos]
     assert all(v.status == "completed" for v in done)

@@ -33,8 +33,9 @@ def test_train_writes_a_model_folder_logs_and_checkpoints(trained):
     assert cfg["meta"]["latent_mean"] and len(cfg["meta"]["latent_std"]) == cfg["model"]["dit"]["latent_channels"]
     tc = TRAIN_PRESETS["tiny"]
     assert cfg["meta"]["time_shift"] == tc.time_shift  # the sampler shifts its times as training did
-    assert (cfg["meta"]["steps"], cfg["meta"]["guidance"], cfg["meta"]["sampler"]) == (
-        tc.sample_steps, tc.guidance, tc.sampler)  # the preset's sampling defaults
+    assert (cfg["meta"]["steps"], cfg["meta"]["guidance"], cfg["meta"]["sampler"], cfg["meta"]["best_of"]) == (
+        tc.sample_steps, tc.guidance, tc.sampler, tc.best_of)  # the preset's sampling defaults
+    assert tc.best_of > 1  # world data: candidates are checked by the world's rules
     log = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
     dit = [r for r in log if r["stage"] == "dit"]
     assert dit[-1]["step"] == 6 and all(np.isfinite(r["loss"]) for r in log)

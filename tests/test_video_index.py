@@ -128,6 +128,7 @@ def test_train_on_indexed_videos(indexed, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     cfg = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
     assert (cfg["meta"]["width"], cfg["meta"]["height"], cfg["meta"]["fps"]) == (32, 32, 8)
+    assert cfg["meta"]["best_of"] == 1  # the world's checks say nothing of your own videos: one candidate
 
 
 def test_an_indexed_folder_is_not_overwritten(indexed, videos):

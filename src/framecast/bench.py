@@ -6,8 +6,9 @@
   dit_flops_per_s = dit_flops / the time inside those calls; mfu = dit_flops_per_s / peak_flops.
 - diffusers_ratio: our DiT's forward time over diffusers' WanTransformer3DModel's, built from
   config (random weights, nothing downloaded) at the same shape, dtype and threads (< 1: ours is faster).
-- breakdown: seconds per stage of that clip, on the library's own code path (prepare + render
-  + write_marked_mp4, as `framecast generate` runs them), after a 1-step warm-up.
+- breakdown: seconds per stage of that clip, on the library's own code path (generate, best of
+  the model's candidates included, + write_marked_mp4, as `framecast generate` runs them), after
+  a 1-step warm-up.
 - scaling: per clip length, seconds from prompt to signed mp4 and peak RSS, each length in a
   fresh process (run as `python -m framecast.bench`) so each peak is its own.
 """
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -30,12 +32,12 @@ import torch
 from tqdm import tqdm
 
 from .config import TRAIN_PRESETS, DiTConfig, preset
-from .pipeline import Framecast, ModelMeta, SampleOptions, prepare
+from . import pipeline
+from .pipeline import Framecast, ModelMeta, SampleOptions
 from .provenance import Generation, write_marked_mp4
-from .render import render
 
 PROMPT = "a red ball falls and bounces while a blue box spins clockwise"
-TIMED_STAGES = ("text encoding", "sampling", "VAE decoding", "mp4 writing", "provenance")
+TIMED_STAGES = ("text encoding", "sampling", "VAE decoding", "world checks", "mp4 writing", "provenance")
 
 
 @dataclass
@@ -161,7 +163,7 @@ def random_model(preset_name: str) -> Framecast:
     tc = TRAIN_PRESETS[preset_name]
     first = parse_buckets(tc.buckets)[0]
     meta = ModelMeta(fps=first.fps, width=first.width, height=first.height, steps=tc.sample_steps,
-                     guidance=tc.guidance, sampler=tc.sampler)
+                     guidance=tc.guidance, sampler=tc.sampler, best_of=tc.best_of)
     torch.manual_seed(0)
     return Framecast(preset(preset_name), meta).eval()
 
@@ -176,48 +178,67 @@ def sample_options(opts: BenchOptions, seconds: float, **kw) -> SampleOptions:
     return replace(SampleOptions(seconds=seconds, width=w, height=h, steps=opts.steps), **kw)
 
 
-def make_clip(model: Framecast, sample: SampleOptions, out: Path, timer: Timer | None = None) -> dict:
-    """Prompt to signed, watermarked mp4 as `framecast generate` makes it; with a timer, each stage
-    is timed by wrapping the model's own modules and the sampler. Returns the job's facts."""
-    wraps = {}
-    if timer:
-        wraps = {model.text: timer.wrap(model.text.forward, "text encoding"), model.dit: timer.wrap_dit(model.dit),
-                 model.vae: timer.wrap(model.vae.decode, "VAE decoding")}
-        model.text.forward, model.dit.forward = wraps[model.text], wraps[model.dit]
-        model.vae.decode = wraps[model.vae]
+@contextmanager
+def timed(model: Framecast, timer: Timer | None):
+    """Time generation's stages while inside: the model's own modules, each job's sampler and
+    the world's checks of best-of candidates, wrapped where generate() finds them."""
+    if timer is None:
+        yield
+        return
+    wraps = {model.text: timer.wrap(model.text.forward, "text encoding"), model.dit: timer.wrap_dit(model.dit),
+             model.vae: timer.wrap(model.vae.decode, "VAE decoding")}
+    model.text.forward, model.dit.forward = wraps[model.text], wraps[model.dit]
+    model.vae.decode = wraps[model.vae]
+    plain_prepare, plain_score = pipeline.prepare, pipeline.world_score
+
+    def prepare(*args, **kwargs):
+        job = plain_prepare(*args, **kwargs)
+        job.sampler = timer.wrap(job.sampler, "sampling")
+        return job
+    pipeline.prepare, pipeline.world_score = prepare, timer.wrap(plain_score, "world checks")
     try:
-        job = prepare(model, PROMPT, sample)
-        if timer:
-            job.sampler = timer.wrap(job.sampler, "sampling")
-        with tqdm(desc="sampling", unit="step", leave=False, disable=None, file=sys.stderr) as bar:
-            frames = torch.cat(list(render(model, job, lambda i, n: bar.update(i - bar.n))))
-        gen = Generation("bench", settings={"seed": sample.seed, "steps": job.steps})
-        start = time.perf_counter()
-        marks = write_marked_mp4(out, frames.numpy(), job.fps, gen)
-        if timer:
-            provenance = marks["embed_s"] + marks["sign_s"]
-            timer.seconds["provenance"] += provenance
-            timer.seconds["mp4 writing"] += time.perf_counter() - start - provenance
+        yield
     finally:
+        pipeline.prepare, pipeline.world_score = plain_prepare, plain_score
         for module in wraps:  # back to the class methods
             for name in ("forward", "decode"):
                 module.__dict__.pop(name, None)
+
+
+def make_clip(model: Framecast, sample: SampleOptions, out: Path, timer: Timer | None = None) -> dict:
+    """Prompt to signed, watermarked mp4 as `framecast generate` makes it (best of the model's
+    candidates included); with a timer, each stage is timed. Returns the job's facts and the
+    seconds from prompt to mp4."""
+    job = pipeline.prepare(model, PROMPT, sample)  # the facts of the job, before the clock starts
+    start = time.perf_counter()
+    with timed(model, timer):
+        with tqdm(desc="sampling", unit="step", leave=False, disable=None, file=sys.stderr) as bar:
+            frames, fps, _ = pipeline.generate(model, PROMPT, sample, lambda i, n: bar.update(i - bar.n))
+        gen = Generation("bench", settings={"seed": sample.seed, "steps": job.steps})
+        written = time.perf_counter()
+        marks = write_marked_mp4(out, frames.numpy(), fps, gen)
+        if timer:
+            provenance = marks["embed_s"] + marks["sign_s"]
+            timer.seconds["provenance"] += provenance
+            timer.seconds["mp4 writing"] += time.perf_counter() - written - provenance
+    took = time.perf_counter() - start
     text_tokens = job.text[0][0].shape[1]
+    best_of = model.meta.best_of if sample.best_of is None else sample.best_of
     return {"frames": int(frames.shape[0]), "width": job.width, "height": job.height, "fps": job.fps,
             "steps": job.steps, "guidance": job.scale, "windows": len(job.plan), "text_tokens": int(text_tokens),
-            "batch": 2 if job.scale != 1.0 else 1}  # guidance runs the prompt and the negative as one batch
+            "batch": 2 if job.scale != 1.0 else 1,  # guidance runs the prompt and the negative as one batch
+            "best_of": best_of, "seconds_to_make": took}
 
 
 def warm_up(model: Framecast, opts: BenchOptions, seconds: float, out: Path) -> None:
     """A 1-step clip of at most 4 s (one window): kernels picked, text encoder and signing key loaded."""
-    make_clip(model, sample_options(opts, min(seconds, 4.0), steps=1), out)
+    make_clip(model, sample_options(opts, min(seconds, 4.0), steps=1, best_of=1), out)
 
 
 def breakdown(model: Framecast, opts: BenchOptions, device: torch.device, tmp: Path) -> tuple[dict, Timer, dict]:
     timer = Timer(device)
-    start = time.perf_counter()
     facts = make_clip(model, sample_options(opts, opts.seconds[0]), tmp / "clip.mp4", timer)
-    total = time.perf_counter() - start
+    total = facts.pop("seconds_to_make")
     stages = {k: timer.seconds[k] for k in TIMED_STAGES}
     stages["other"] = max(0.0, total - sum(stages.values()))  # expansion, noise, VAE encoding, glue
     stages["total"] = total
@@ -281,10 +302,8 @@ def scale_point(opts: BenchOptions, seconds: float) -> dict:
     model = load_model(opts, device)
     with tempfile.TemporaryDirectory() as tmp:
         warm_up(model, opts, seconds, Path(tmp) / "warm.mp4")
-        start = time.perf_counter()
         facts = make_clip(model, sample_options(opts, seconds), Path(tmp) / "clip.mp4")
-        took = time.perf_counter() - start
-    point = {"time": took, "peak_rss_mb": peak_rss_mb(), "frames": facts["frames"], "windows": facts["windows"]}
+    point = {"time": facts["seconds_to_make"], "peak_rss_mb": peak_rss_mb(), "frames": facts["frames"], "windows": facts["windows"]}
     if device.type == "cuda":
         point["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return point
@@ -335,7 +354,8 @@ def format_report(r: dict) -> str:
     ratio = "n/a" if r["diffusers_ratio"] is None else f"{r['diffusers_ratio']:.2f}"
     lines = [f"device           {r['device']}", f"model            {r['model']}",
              (f"clip             {c['seconds']:g} s: {c['frames']} frames {c['width']}x{c['height']} at {c['fps']:g} "
-              f"fps, {c['steps']} steps, guidance {c['guidance']:g} (batch {c['batch']}), {c['windows']} window(s)"),
+              f"fps, {c['steps']} steps, guidance {c['guidance']:g} (batch {c['batch']}), {c['windows']} window(s), "
+              f"best of {c.get('best_of', 1)}"),
              f"peak matmul      {r['peak_flops'] / 1e9:10.1f} GFLOP/s ({r['peak_matmul_size']}^2)",
              (f"DiT sampling     {r['dit_flops_per_s'] / 1e9:10.1f} GFLOP/s ({r['dit_flops'] / 1e9:.1f} GFLOP in "
               f"{r['dit_calls']} calls, {r['dit_seconds']:.2f} s)"),

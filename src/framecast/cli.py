@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from .config import MAX_BEST_OF
+
 DEFAULT_SECONDS = 4.0
 DEFAULT_FPS = 12.0
 DEFAULT_SIZE = "96x96"
@@ -41,6 +43,18 @@ def _positive(kind):
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not value > 0:
             raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
+
+
+def _whole(low: int, high: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {text}")
         return value
     return parse
 
@@ -136,14 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=_positive(float), default=DEFAULT_SECONDS, help="duration (default 4)")
     p.add_argument("--fps", type=_positive(float), default=None, help="frame rate (default: the model's)")
     p.add_argument("--size", type=parse_size, default=None, metavar="WxH", help="frame size (default: the model's)")
-    p.add_argument("--seed", type=int, default=0, help="same seed, same video")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
-    p.add_argument("--guidance", type=float, default=None,
-                   help="classifier-free guidance scale (default: the model's; 1 turns it off)")
-    p.add_argument("--negative-prompt", default="", help="what the video should not show")
-    p.add_argument("--sampler", choices=["euler", "heun"], default=None, help="ODE solver (default: the model's)")
-    p.add_argument("--no-expand", dest="expand", action="store_false",
-                   help="pass the prompt to the model as written, instead of expanding it into a detailed caption")
+    _sampler_args(p, "video")
     p.add_argument("--include-prompt", action="store_true",
                    help="record the prompt in the video's C2PA content credentials (off by default)")
     p.add_argument("--image", type=Path, default=None, metavar="IMG",
@@ -372,7 +379,7 @@ def cmd_generate(args) -> int:
     w, h = args.size or (None, None)
     base = SampleOptions(seconds=args.seconds, fps=args.fps, width=w, height=h, seed=args.seed, steps=args.steps,
                          guidance=args.guidance, negative_prompt=args.negative_prompt, sampler=args.sampler,
-                         expand=args.expand)
+                         expand=args.expand, best_of=args.best_of)
     batch = args.prompts_file is not None
     for prompt, out, seed in allowed:
         opts = dataclasses.replace(base, seed=seed)
@@ -390,7 +397,8 @@ def cmd_generate(args) -> int:
             print(f"framecast: note: {note}", file=sys.stderr)
         settings = {"seed": seed, "seconds": args.seconds, "fps": fps, "size": f"{frames.shape[2]}x{frames.shape[1]}",
                     "steps": opts.steps or model.meta.steps, "sampler": opts.sampler or model.meta.sampler,
-                    "guidance": model.meta.guidance if opts.guidance is None else opts.guidance}
+                    "guidance": model.meta.guidance if opts.guidance is None else opts.guidance,
+                    "best_of": opts.best_of or model.meta.best_of}
         gen = Generation(model_dir.resolve().name, settings=settings, prompt=prompt if args.include_prompt else None)
         marks = write_marked_mp4(out, frames.numpy(), fps, gen)
         seconds = time.perf_counter() - start
@@ -419,12 +427,20 @@ def _sampling_args(p: argparse.ArgumentParser, out: str) -> None:
     """The options every generating command shares."""
     p.add_argument("-o", "--out", type=Path, default=Path(out), help=f"output file (default {out})")
     p.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
-    p.add_argument("--seed", type=int, default=0, help="same seed, same output")
+    _sampler_args(p, "output")
+
+
+def _sampler_args(p: argparse.ArgumentParser, what: str) -> None:
+    """How the sampler runs: the options of every command that samples."""
+    p.add_argument("--seed", type=int, default=0, help=f"same seed, same {what}")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance scale (default: the model's; 1 turns it off)")
-    p.add_argument("--negative-prompt", default="", help="what the output should not show")
+    p.add_argument("--negative-prompt", default="", help=f"what the {what} should not show")
     p.add_argument("--sampler", choices=["euler", "heun"], default=None, help="ODE solver (default: the model's)")
+    p.add_argument("--best-of", type=_whole(1, MAX_BEST_OF), default=None, metavar="N",
+                   help="make N candidates and keep the one that passes most of the world's checks "
+                        f"(1 to {MAX_BEST_OF}; default: the model's; 1 makes one)")
     p.add_argument("--no-expand", dest="expand", action="store_false",
                    help="pass the prompt to the model as written, instead of expanding it into a detailed caption")
 
@@ -549,7 +565,8 @@ def _run_media(args, prompt: str, given, seconds: float, notes: list[str], image
     model = Framecast.load(model_dir)
     w, h = getattr(args, "size", None) or (None, None)
     opts = SampleOptions(seconds=seconds, width=w, height=h, seed=args.seed, steps=args.steps, guidance=args.guidance,
-                         negative_prompt=args.negative_prompt, sampler=args.sampler, expand=args.expand)
+                         negative_prompt=args.negative_prompt, sampler=args.sampler, expand=args.expand,
+                         best_of=args.best_of)
     start = time.perf_counter()
     with StepBar("sampling") as progress, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
@@ -561,7 +578,7 @@ def _run_media(args, prompt: str, given, seconds: float, notes: list[str], image
     for note in [*notes, *more, *(str(c.message) for c in caught if issubclass(c.category, UserWarning))]:
         print(f"framecast: note: {note}", file=sys.stderr)
     settings = {"seed": args.seed, "size": f"{frames.shape[2]}x{frames.shape[1]}", "task": args.command,
-                "steps": opts.steps or model.meta.steps}
+                "steps": opts.steps or model.meta.steps, "best_of": opts.best_of or model.meta.best_of}
     gen = Generation(model_dir.resolve().name, settings=settings,
                      prompt=prompt if getattr(args, "include_prompt", False) else None)
     if image:

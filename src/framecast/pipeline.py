@@ -20,7 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import windows
-from .config import PRESETS, ModelConfig
+from .config import MAX_BEST_OF, PRESETS, ModelConfig
+from .evaluate import CATEGORIES, evaluate_clip
 from .flow.samplers import SAMPLERS
 from .models.dit import DiT
 from .models.text import DEFAULT_ENCODER, TextEncoder
@@ -28,7 +29,8 @@ from .models.vae import VideoVAE
 from .render import Job, render
 from .video.inputs import resize
 from .world.expand import expand_prompt
-from .world.scene import SceneError
+from .world.parse import parse_prompt
+from .world.scene import PromptSpec, SceneError
 
 FORMAT = "framecast-model"
 FORMAT_VERSION = 1
@@ -49,6 +51,7 @@ class SampleOptions:
     sampler: str | None = None
     expand: bool = True  # expand a short prompt into the detailed caption style the model trained on
     context: int | None = None  # latent frames a window is given from the one before (None: the model's)
+    best_of: int | None = None  # candidates made; the one passing most of the world's checks is kept
 
 
 @dataclass
@@ -133,6 +136,7 @@ class ModelMeta:
     decode_chunk: int = 4  # latent frames decoded at a time: memory stays flat for long clips
     window: int = 13  # latent frames the DiT makes at once (its training clips'); longer clips go window by window
     context: int = 2  # latent frames each window is given from the one before (and from a clip it leads into)
+    best_of: int = 1  # candidates per generation, checked against the world's rules (models of the built-in world)
 
 
 _NO_TEXT = torch.nn.Identity()  # stands in for the text encoder while load() checks the weights
@@ -246,6 +250,8 @@ def _read_config(path: Path) -> tuple[ModelConfig, ModelMeta]:
     if not (isinstance(meta.decode_chunk, int) and meta.decode_chunk >= 1):
         raise ValueError(f"{path}: meta.decode_chunk must be a whole number of at least 1, got {meta.decode_chunk!r}")
     check_windows(meta.window, meta.context, f"{path}: meta.")
+    if isinstance(meta.best_of, bool) or not isinstance(meta.best_of, int) or not 1 <= meta.best_of <= MAX_BEST_OF:
+        raise ValueError(f"{path}: meta.best_of must be a whole number from 1 to {MAX_BEST_OF}, got {meta.best_of!r}")
     if not (isinstance(meta.time_shift, (int, float)) and meta.time_shift > 0):
         raise ValueError(f"{path}: meta.time_shift must be a number above 0, got {meta.time_shift!r}")
     for name in ("latent_mean", "latent_std"):
@@ -344,6 +350,9 @@ def expand(prompt: str, seed: int, aspect: float, seconds: float) -> str:
 def _check(prompt: str, opts: SampleOptions, steps: int, scale: float, sampler: str, empty_ok: bool = False) -> None:
     if not isinstance(prompt, str) or not (prompt.strip() or empty_ok):
         raise ValueError("the prompt is empty")
+    n = opts.best_of
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_BEST_OF):
+        raise ValueError(f"best_of must be a whole number from 1 to {MAX_BEST_OF}, got {n}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a whole number of at least 1, got {steps}")
     if not math.isfinite(scale):
@@ -473,6 +482,30 @@ def prepare(model: Framecast, prompt: str, opts: SampleOptions, given: Given | N
                loop=given.loop, notes=notes)
 
 
+_SEED_STRIDE = 0x9E3779B97F4A7C15  # 2**64 / the golden ratio: candidates' seeds land far from the asked one's neighbours
+
+
+def candidate_seed(seed: int, k: int) -> int:
+    """The seed of best-of candidate k = 0, 1, ...: the first is the asked seed itself, so best_of 1
+    is the plain generation, and any candidate can be made alone with its own seed."""
+    return seed if k == 0 else (seed + k * _SEED_STRIDE) % 2**64
+
+
+def world_target(job: Job, prompt: str) -> PromptSpec | None:
+    """What a job's clip must show by the world's rules: its expanded caption (or the prompt as
+    written), parsed; None where that names nothing the world's checks can see."""
+    spec = parse_prompt(expanded_caption(job.notes) or prompt)
+    return spec if spec.objects else None
+
+
+def world_score(frames: torch.Tensor, fps: float, target: PromptSpec) -> tuple[bool, int, int]:
+    """(alignment passed, categories passed, minus reasons failed) of frames (T, H, W, 3) uint8
+    against a target: the higher, the better the clip shows it. Showing what was asked comes
+    first: a clip of the wrong objects is no use however well they move."""
+    report = evaluate_clip(frames.numpy(), fps, target)
+    return report["passed"]["alignment"], sum(report["passed"].values()), -len(report["failed"])
+
+
 @torch.no_grad()
 def generate(model: Framecast, prompt: str, opts: SampleOptions,
              progress: Callable[[int, int], None] | None = None,
@@ -480,10 +513,33 @@ def generate(model: Framecast, prompt: str, opts: SampleOptions,
     """Text (and any given image or clips) -> video frames (T, H, W, 3) uint8, the frame rate, and
     notices for the user.
 
-    progress(i, n) is called after each of the n sampling steps (of all windows), i = 1..n.
+    Best of n (opts.best_of, else the model folder's; a model of the built-in world makes
+    several): n candidates, from the seed and n - 1 seeds drawn from it (each with its own prompt
+    expansion), each scored by the world's checks (evaluate.evaluate_clip) against what it was
+    asked to show; the best (world_score: alignment first) is kept, the earliest on a tie. A prompt that
+    names nothing the checks can see makes one. Time grows n-fold; memory holds two clips.
+
+    progress(i, n) is called after each of the n sampling steps (of all windows and candidates), i = 1..n.
     """
+    n = model.meta.best_of if opts.best_of is None else opts.best_of
     job = prepare(model, prompt, opts, given)
-    return torch.cat(list(render(model, job, progress))), job.fps, job.notes
+    target = world_target(job, prompt) if n > 1 else None
+    if target is None:
+        return torch.cat(list(render(model, job, progress))), job.fps, job.notes
+    best = None
+    for k in range(n):
+        if k:
+            job = prepare(model, prompt, replace(opts, seed=candidate_seed(opts.seed, k)), given)
+            target = world_target(job, prompt) or target
+        step = None if progress is None else (lambda i, m, k=k: progress(k * m + i, n * m))
+        frames = torch.cat(list(render(model, job, step)))
+        score = world_score(frames, job.fps, target)
+        if best is None or score > best[0]:
+            best = (score, k, frames, job)
+    (_, passed, _), k, frames, job = best
+    note = (f"best of {n}: kept candidate {k + 1} (seed {job.seed}), which passes {passed} of the world's "
+            f"{len(CATEGORIES)} checks")
+    return frames, job.fps, [*job.notes, note]
 
 
 def generate_image(model: Framecast, prompt: str, opts: SampleOptions,

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import pipeline
+from ..config import MAX_BEST_OF
 from ..pipeline import frame_count, snap_size
 from ..safety import PolicyViolation, enforce
 from ..video.inputs import read_image
@@ -32,7 +33,7 @@ DEFAULT_SECONDS = "4"  # as OpenAI's
 MAX_PROMPT_CHARS = 10_000
 SNAP_TOLERANCE = 0.25  # a requested side may move this much when rounded to the model's multiple
 # framecast's own create fields, beyond OpenAI's (the openai client sends them with extra_body)
-EXTRA_FIELDS = ("seed", "steps", "guidance", "negative_prompt", "expand")
+EXTRA_FIELDS = ("seed", "steps", "guidance", "negative_prompt", "expand", "best_of")
 
 
 class ApiError(Exception):
@@ -224,12 +225,14 @@ def sampling_options(fields: dict[str, Any], prompt: str, seconds: float, size: 
     if not isinstance(expand, bool):
         raise bad("expand must be true or false", "expand")
     steps, guidance = _number(fields, "steps", int, 1, settings.max_steps), _number(fields, "guidance", float, 0, 100)
+    best_of = _number(fields, "best_of", int, 1, MAX_BEST_OF)
     options = {
         "seconds": seconds, "fps": info.fps, "width": size[0], "height": size[1], "expand": expand,
         "seed": secrets.randbelow(2**31) if seed is None else seed,  # kept, so a remix reuses it
         "steps": defaults.get("steps") if steps is None else steps,
         "guidance": defaults.get("guidance") if guidance is None else guidance,
         "negative_prompt": negative,
+        "best_of": defaults.get("best_of") if best_of is None else best_of,
     }
     _check_expansion(prompt, options, info)
     return options

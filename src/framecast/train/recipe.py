@@ -334,9 +334,10 @@ def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume
 
     # The model folder: EMA weights of both, and what generation needs to know.
     fps, width, height = video_format(roots[0])
+    # best of n needs the world's rules to check candidates by: a model of your own videos makes one
     meta = ModelMeta(fps=fps, width=width, height=height, steps=tc.sample_steps, guidance=tc.guidance,
-                     sampler=tc.sampler, time_shift=tc.time_shift, latent_mean=mean.tolist(),
-                     latent_std=std.tolist())
+                     sampler=tc.sampler, best_of=tc.best_of if data is None else 1, time_shift=tc.time_shift,
+                     latent_mean=mean.tolist(), latent_std=std.tolist())
     model = Framecast(model_cfg, meta, text)
     model.vae.load_state_dict(vae.state_dict())
     model.dit.load_state_dict(dit.state_dict())
