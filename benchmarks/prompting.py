@@ -36,20 +36,13 @@ from PIL import Image
 from framecast.evaluate import CATEGORIES, evaluate_clip
 from framecast.pipeline import read_model_config
 from framecast.video.io import read_mp4, write_mp4
-from framecast.video.metrics import psnr
+from framecast.video.metrics import LOOP_SEAM, psnr, seam_ratio
 from framecast.world.clip import make_clip
 from framecast.world.export import derive_seed
 from framecast.world.parse import parse_prompt
 from framecast.world.spec import OBJECT_COLORS
 
 HELD_OUT = 777002
-
-
-def seam_ratio(frames: np.ndarray) -> float:
-    """Mean |last - first| over the mean |f[k+1] - f[k]|: 1 is a seam like any other step."""
-    f = frames.astype(np.float64)
-    steps = np.abs(np.diff(f, axis=0)).mean()
-    return float(np.abs(f[-1] - f[0]).mean() / max(steps, 1e-9))
 
 
 def recoloured(prompt: str, scene) -> str | None:
@@ -134,7 +127,7 @@ def summarise(rows: list[dict]) -> dict:
     edits = [r for r in rows if "edit_eval" in r]
     s["edit_eval"] = {c: float(np.mean([r["edit_eval"][c] for r in edits])) for c in CATEGORIES} if edits else None
     s["t2i_alignment"] = float(np.mean([r["t2i_alignment"] for r in rows]))
-    s["loop_within_target"] = float(np.mean([r["loop_seam_ratio"] <= 2 for r in rows]))
+    s["loop_within_target"] = float(np.mean([r["loop_seam_ratio"] <= LOOP_SEAM for r in rows]))
     return s
 
 
@@ -170,7 +163,7 @@ def main() -> None:
     print(f"| extend forward | joined clip: motion, physics | {rate(rows, 'extend_eval', 'motion')}, "
           f"{rate(rows, 'extend_eval', 'physics')} | passes |")
     lr = s["loop_seam_ratio"]
-    print(f"| loop | seam / mean step difference (mean, max) | {lr['mean']:.2f}, {lr['max']:.2f} | <= 2 |")
+    print(f"| loop | seam / mean step difference (mean, max) | {lr['mean']:.2f}, {lr['max']:.2f} | <= {LOOP_SEAM:g} |")
     if s["edit_eval"]:
         print("| edit (new colour) | eval vs the edited prompt: " + ", ".join(CATEGORIES) + " | "
               + ", ".join(f"{s['edit_eval'][c]:.2f}" for c in CATEGORIES) + " | passes |")

@@ -257,6 +257,20 @@ def test_best_of_keeps_the_candidate_that_passes_most_world_checks(model):
     assert len({s for _, s, _, _ in scores}) == n and candidate_seed(7, 0) == 7
 
 
+def test_a_loop_candidate_scores_higher_when_it_closes():
+    from framecast.pipeline import world_score
+    from framecast.world.clip import make_clip
+    from framecast.world.parse import parse_prompt
+
+    clip = make_clip(5, 2.0, 12, 64, 64)
+    there = torch.from_numpy(clip.frames)
+    back = torch.cat([there, there.flip(0)[1:-1]])  # there and back: the last step leads into the first frame
+    target = parse_prompt(clip.prompt)
+    open_, closed = world_score(there, 12, target, loop=True), world_score(back, 12, target, loop=True)
+    assert open_[1] is False and closed[1] is True
+    assert world_score(there, 12, target)[1] is True  # a clip that is no loop has no seam to close
+
+
 def test_best_of_one_is_the_plain_generation_and_deterministic(model):
     plain, _, notes = gen(model, steps=2, seed=4, best_of=1)
     assert not any(n.startswith("best of") for n in notes)

@@ -28,6 +28,7 @@ from .models.text import DEFAULT_ENCODER, TextEncoder
 from .models.vae import VideoVAE
 from .render import Job, render
 from .video.inputs import resize
+from .video.metrics import LOOP_SEAM, seam_ratio
 from .world.expand import expand_prompt
 from .world.parse import parse_prompt
 from .world.scene import PromptSpec, SceneError
@@ -51,7 +52,7 @@ class SampleOptions:
     sampler: str | None = None
     expand: bool = True  # expand a short prompt into the detailed caption style the model trained on
     context: int | None = None  # latent frames a window is given from the one before (None: the model's)
-    best_of: int | None = None  # candidates made; the one passing most of the world's checks is kept
+    best_of: int | None = None  # candidates made; the best by the world's checks is kept (None: the model's)
 
 
 @dataclass
@@ -482,7 +483,7 @@ def prepare(model: Framecast, prompt: str, opts: SampleOptions, given: Given | N
                loop=given.loop, notes=notes)
 
 
-_SEED_STRIDE = 0x9E3779B97F4A7C15  # 2**64 / the golden ratio: candidates' seeds land far from the asked one's neighbours
+_SEED_STRIDE = 0x9E3779B97F4A7C15  # 2**64 / the golden ratio: candidates' seeds land far from its neighbours
 
 
 def candidate_seed(seed: int, k: int) -> int:
@@ -498,12 +499,15 @@ def world_target(job: Job, prompt: str) -> PromptSpec | None:
     return spec if spec.objects else None
 
 
-def world_score(frames: torch.Tensor, fps: float, target: PromptSpec) -> tuple[bool, int, int]:
-    """(alignment passed, categories passed, minus reasons failed) of frames (T, H, W, 3) uint8
-    against a target: the higher, the better the clip shows it. Showing what was asked comes
-    first: a clip of the wrong objects is no use however well they move."""
+def world_score(frames: torch.Tensor, fps: float, target: PromptSpec,
+                loop: bool = False) -> tuple[bool, bool, int, int]:
+    """(alignment passed, seamless, categories passed, minus reasons failed) of frames (T, H, W, 3)
+    uint8 against a target: the higher, the better the clip shows it. Showing what was asked
+    comes first: a clip of the wrong objects is no use however well they move. A loop must also
+    close: its last-to-first step at most LOOP_SEAM ordinary steps (always true of other clips)."""
     report = evaluate_clip(frames.numpy(), fps, target)
-    return report["passed"]["alignment"], sum(report["passed"].values()), -len(report["failed"])
+    seamless = not loop or seam_ratio(frames.numpy()) <= LOOP_SEAM
+    return report["passed"]["alignment"], seamless, sum(report["passed"].values()), -len(report["failed"])
 
 
 @torch.no_grad()
@@ -514,12 +518,14 @@ def generate(model: Framecast, prompt: str, opts: SampleOptions,
     notices for the user.
 
     Best of n (opts.best_of, else the model folder's; a model of the built-in world makes
-    several): n candidates, from the seed and n - 1 seeds drawn from it (each with its own prompt
-    expansion), each scored by the world's checks (evaluate.evaluate_clip) against what it was
-    asked to show; the best (world_score: alignment first) is kept, the earliest on a tie. A prompt that
-    names nothing the checks can see makes one. Time grows n-fold; memory holds two clips.
+    several): n candidates, from the seed and n - 1 seeds drawn from it (each with its own
+    prompt expansion), each scored by the world's checks (evaluate.evaluate_clip) against what
+    it was asked to show; the best by world_score (alignment first) is kept, the earliest on a
+    tie. A prompt that names nothing the checks can see makes one. Time grows n-fold; memory
+    holds two clips.
 
-    progress(i, n) is called after each of the n sampling steps (of all windows and candidates), i = 1..n.
+    progress(i, n) is called after each of the n sampling steps (of all windows and candidates),
+    i = 1..n.
     """
     n = model.meta.best_of if opts.best_of is None else opts.best_of
     job = prepare(model, prompt, opts, given)
@@ -533,10 +539,10 @@ def generate(model: Framecast, prompt: str, opts: SampleOptions,
             target = world_target(job, prompt) or target
         step = None if progress is None else (lambda i, m, k=k: progress(k * m + i, n * m))
         frames = torch.cat(list(render(model, job, step)))
-        score = world_score(frames, job.fps, target)
+        score = world_score(frames, job.fps, target, job.loop)
         if best is None or score > best[0]:
             best = (score, k, frames, job)
-    (_, passed, _), k, frames, job = best
+    (_, _, passed, _), k, frames, job = best
     note = (f"best of {n}: kept candidate {k + 1} (seed {job.seed}), which passes {passed} of the world's "
             f"{len(CATEGORIES)} checks")
     return frames, job.fps, [*job.notes, note]
