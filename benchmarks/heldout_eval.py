@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=None, help="guidance (default: the model's)")
     ap.add_argument("--sampler", choices=("euler", "heun"), default=None, help="ODE solver (default: the model's)")
     ap.add_argument("--best-of", type=int, default=None,
-                    help="candidates per clip, the one passing most world checks kept (default: the model's; "
+                    help="candidates per clip, the best by the world checks kept (default: the model's; "
                          "1: the model alone)")
     ap.add_argument("--jobs", type=int, default=2, help="generating processes at a time")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")

@@ -439,7 +439,7 @@ def _sampler_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--negative-prompt", default="", help=f"what the {what} should not show")
     p.add_argument("--sampler", choices=["euler", "heun"], default=None, help="ODE solver (default: the model's)")
     p.add_argument("--best-of", type=_whole(1, MAX_BEST_OF), default=None, metavar="N",
-                   help="make N candidates and keep the one that passes most of the world's checks "
+                   help="make N candidates and keep the one the world's checks rank best, alignment first "
                         f"(1 to {MAX_BEST_OF}; default: the model's; 1 makes one)")
     p.add_argument("--no-expand", dest="expand", action="store_false",
                    help="pass the prompt to the model as written, instead of expanding it into a detailed caption")

@@ -134,7 +134,7 @@ class TrainConfig:
     sample_steps: int = 20  # defaults written into the model folder
     guidance: float = 4.0
     sampler: str = "euler"  # the ODE solver: "euler" or "heun" (two model calls a step)
-    best_of: int = 1  # candidates per generation, the one passing most of the world's checks kept (world data only)
+    best_of: int = 1  # candidates per generation, the best by the world's checks kept (world data only)
 
     def to_dict(self) -> dict:
         return asdict(self)

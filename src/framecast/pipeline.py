@@ -137,7 +137,7 @@ class ModelMeta:
     decode_chunk: int = 4  # latent frames decoded at a time: memory stays flat for long clips
     window: int = 13  # latent frames the DiT makes at once (its training clips'); longer clips go window by window
     context: int = 2  # latent frames each window is given from the one before (and from a clip it leads into)
-    best_of: int = 1  # candidates per generation, checked against the world's rules (models of the built-in world)
+    best_of: int = 1  # candidates per generation, ranked by the world's checks (models of the built-in world)
 
 
 _NO_TEXT = torch.nn.Identity()  # stands in for the text encoder while load() checks the weights
