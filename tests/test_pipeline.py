@@ -257,6 +257,27 @@ def test_best_of_keeps_the_candidate_that_passes_most_world_checks(model):
     assert len({s for _, s, _, _ in scores}) == n and candidate_seed(7, 0) == 7
 
 
+def test_best_of_ranks_a_long_clip_on_its_first_window_and_goes_on_with_the_kept_one(model):
+    from framecast.pipeline import candidate_seed, prepare, world_score, world_target
+
+    prompt, n, calls = "a red ball falls and bounces", 3, []
+    frames, fps, notes = gen(model, prompt, lambda i, total: calls.append((i, total)), seconds=8.0, steps=2,
+                             seed=7, best_of=n)
+    job = prepare(model, prompt, SampleOptions(seconds=8.0, steps=2, seed=7))
+    assert len(job.plan) == 2 and job.plan[0].keep == 48  # two windows: the first (48 frames) is ranked
+    total = (n - 1) * 2 + 2 * len(job.plan)  # every candidate's first window, then the kept one's second
+    assert calls == [(i, total) for i in range(1, total + 1)]
+    scores = []
+    for k in range(n):
+        seed = candidate_seed(7, k)
+        alone = gen(model, prompt, seconds=8.0, steps=2, seed=seed, best_of=1)[0]
+        cand = prepare(model, prompt, SampleOptions(seconds=8.0, steps=2, seed=seed))
+        scores.append((world_score(alone[:48], fps, world_target(cand, prompt)), seed, alone))
+    best = max(scores, key=lambda c: c[0])
+    assert torch.equal(frames, best[2]) and len(frames) == 64  # the kept seed's clip, as it makes it alone
+    assert f"(seed {best[1]})" in notes[-1] and "in its first 6.0 s" in notes[-1]
+
+
 def test_a_loop_candidate_scores_higher_when_it_closes():
     from framecast.pipeline import world_score
     from framecast.world.clip import make_clip

@@ -7,6 +7,7 @@ the VAE under `vae.` and the DiT under `dit.`). The text encoder is referenced, 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from .flow.samplers import SAMPLERS
 from .models.dit import DiT
 from .models.text import DEFAULT_ENCODER, TextEncoder
 from .models.vae import VideoVAE
-from .render import Job, render
+from .render import Job, render, window_times
 from .video.inputs import resize
 from .video.metrics import LOOP_SEAM, seam_ratio
 from .world.expand import expand_prompt
@@ -521,8 +522,10 @@ def generate(model: Framecast, prompt: str, opts: SampleOptions,
     several): n candidates, from the seed and n - 1 seeds drawn from it (each with its own
     prompt expansion), each scored by the world's checks (evaluate.evaluate_clip) against what
     it was asked to show; the best by world_score (alignment first) is kept, the earliest on a
-    tie. A prompt that names nothing the checks can see makes one. Time grows n-fold; memory
-    holds two clips.
+    tie. A prompt that names nothing the checks can see makes one. A clip made forward window by
+    window (a long one) is ranked on its first window, where the scene is laid out, and only the
+    kept candidate goes on; other clips are ranked whole. The kept clip is the one its seed
+    makes alone.
 
     progress(i, n) is called after each of the n sampling steps (of all windows and candidates),
     i = 1..n.
@@ -532,19 +535,36 @@ def generate(model: Framecast, prompt: str, opts: SampleOptions,
     target = world_target(job, prompt) if n > 1 else None
     if target is None:
         return torch.cat(list(render(model, job, progress))), job.fps, job.notes
+    by_head = len(job.plan) > 1 and not job.loop and job.after is None and not any(w.backward for w in job.plan)
+    head_chunks = (job.before is not None) + 1 if by_head else None  # render yields the given clip, then windows
+    head = len(window_times(model, job, job.plan[0])) - 1 if by_head else 0  # sampler steps of the first window
+
+    def step(k: int):  # candidate k's steps on one bar: every candidate's first window, then the kept one's rest
+        if progress is None:
+            return None
+        if not by_head:
+            return lambda i, m: progress(k * m + i, n * m)
+        return lambda i, m: progress(k * head + i if i <= head else (n - 1) * head + i, (n - 1) * head + m)
+
     best = None
     for k in range(n):
         if k:
             job = prepare(model, prompt, replace(opts, seed=candidate_seed(opts.seed, k)), given)
             target = world_target(job, prompt) or target
-        step = None if progress is None else (lambda i, m, k=k: progress(k * m + i, n * m))
-        frames = torch.cat(list(render(model, job, step)))
+        chunks = render(model, job, step(k))
+        frames = torch.cat(list(itertools.islice(chunks, head_chunks)))
         score = world_score(frames, job.fps, target, job.loop)
         if best is None or score > best[0]:
-            best = (score, k, frames, job)
-    (_, _, passed, _), k, frames, job = best
+            if best is not None:
+                best[3].close()
+            best = (score, k, frames, chunks, job)
+        else:
+            chunks.close()
+    (_, _, passed, _), k, ranked, chunks, job = best
+    frames = torch.cat([ranked, *chunks])  # the kept candidate's windows after the first, if it was ranked on it
+    on = f" in its first {len(ranked) / job.fps:.1f} s" if by_head else ""
     note = (f"best of {n}: kept candidate {k + 1} (seed {job.seed}), which passes {passed} of the world's "
-            f"{len(CATEGORIES)} checks")
+            f"{len(CATEGORIES)} checks{on}")
     return frames, job.fps, [*job.notes, note]
 
 
