@@ -537,13 +537,12 @@ def generate(model: Framecast, prompt: str, opts: SampleOptions,
         return torch.cat(list(render(model, job, progress))), job.fps, job.notes
     by_head = len(job.plan) > 1 and not job.loop and job.after is None and not any(w.backward for w in job.plan)
     head_chunks = (job.before is not None) + 1 if by_head else None  # render yields the given clip, then windows
-    head = len(window_times(model, job, job.plan[0])) - 1 if by_head else 0  # sampler steps of the first window
+    ranked_windows = job.plan[:1] if by_head else job.plan
+    head = sum(len(window_times(model, job, w)) - 1 for w in ranked_windows)  # sampler steps each candidate ranks on
 
-    def step(k: int):  # candidate k's steps on one bar: every candidate's first window, then the kept one's rest
+    def step(k: int):  # candidate k's steps on one bar: every candidate's ranked part, then the kept one's rest
         if progress is None:
             return None
-        if not by_head:
-            return lambda i, m: progress(k * m + i, n * m)
         return lambda i, m: progress(k * head + i if i <= head else (n - 1) * head + i, (n - 1) * head + m)
 
     best = None
