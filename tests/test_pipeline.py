@@ -402,12 +402,14 @@ def test_cli_generates_a_prompts_file_into_a_folder_framecast_eval_reads(model_d
     prompts.write_text("# held-out prompts\na red ball moves to the right\n\na cat plays the piano\na blue box spins clockwise\n")
     out = tmp_path / "clips"
     res = run("generate", "--prompts-file", prompts, "-o", out, "--model", model_dir, "--steps", 1, "--seconds", 1,
-              "--seed", 7)
+              "--seed", 7, "--best-of", 2)
     assert res.returncode == 0, res.stderr
     assert "skipped 001.mp4" in res.stderr  # the world has no cat: that line is skipped, the rest is made
     assert sorted(p.name for p in out.iterdir()) == ["000.json", "000.mp4", "002.json", "002.mp4"]
     meta = json.loads((out / "002.json").read_text())
     assert meta["prompt"] == "a blue box spins clockwise" and meta["seed"] == 9 and "blue" in meta["caption"]
+    kept = [n for n in meta["notes"] if n.startswith("best of 2: kept candidate")]  # which seed made this clip
+    assert len(kept) == 1 and "(seed " in kept[0] and any(meta["caption"] in n for n in meta["notes"])
     res = run("eval", out, "--json")
     assert res.returncode == 0, res.stderr
     assert [c["prompt"] for c in json.loads(res.stdout)["clips"]] == ["a red ball moves to the right",

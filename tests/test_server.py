@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 from PIL import Image
 from serving import META, Server, command, http, make_model_dir, pid_alive, wait_for
 
-from framecast.server.params import ApiError, create_spec, extension_spec, resolve_seconds, resolve_size
+from framecast.server.params import EXTRA_FIELDS, ApiError, create_spec, extension_spec, resolve_seconds, resolve_size
 from framecast.server.settings import ModelInfo, ServerSettings
 from framecast.server.store import Store
 from framecast.video.inputs import resize
@@ -436,6 +437,9 @@ def test_api_keys_are_required_and_keep_videos_apart(server, client):
     assert status == 200 and b"<textarea" in page and b"studio.js" in page
     for asset in ("studio.js", "studio.css"):
         assert http("GET", f"{server.url}/studio/{asset}")[0] == 200
+    # the studio's form offers every field of the create endpoint, and only those
+    fields = set(re.findall(r'<(?:input|select|textarea)\s[^>]*name="(\w+)"', page.decode()))
+    assert fields == {"prompt", "size", "seconds", "input_reference", *EXTRA_FIELDS}
     assert http("GET", server.url + "/info")[1]["auth"] is True
 
 

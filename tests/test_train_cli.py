@@ -156,6 +156,33 @@ def test_a_run_continues_from_a_model_folder(trained, tmp_path):
     assert {r["stage"] for r in log} == {"dit"} and not (out / "vae.ckpt").exists()
 
 
+def test_a_model_folders_decoder_alone_is_fine_tuned_with_zero_dit_steps(trained, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+    out = tmp_path / "decoder"
+    args = ("train", "--preset", "tiny", "--init", trained / "model", "--steps", "0", "--decoder-steps", "3",
+            "--seed", "3", "--out", out)
+    res = run(*args)
+    assert res.returncode == 0, res.stderr
+    base, more = (load_file(d / "model" / "model.safetensors") for d in (trained, out))
+    kept = [k for k in base if not k.startswith("vae.decoder.")]  # the DiT and the encoder the DiT's latents need
+    assert all(torch.equal(base[k], more[k]) for k in kept)
+    assert any(not torch.equal(base[k], more[k]) for k in base if k.startswith("vae.decoder."))
+    cfg = [json.loads((d / "model" / "config.json").read_text())["meta"] for d in (trained, out)]
+    assert cfg[0]["latent_mean"] == cfg[1]["latent_mean"] and cfg[0]["latent_std"] == cfg[1]["latent_std"]
+    recipe = json.loads((out / "model" / "recipe.json").read_text())
+    assert recipe["dit_step"] == 0 and recipe["dit_step_total"] == 6 and recipe["decoder_eval"]["steps"] == 3
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in log} == {"decoder"} and not (out / "dit.ckpt").exists()
+    shipped = (out / "model" / "model.safetensors").read_bytes()
+    res = run(*args, "--stage", "export")  # the same folder again from its checkpoint
+    assert res.returncode == 0, res.stderr
+    assert (out / "model" / "model.safetensors").read_bytes() == shipped
+    res = run("train", "--preset", "tiny", "--init", trained / "model", "--steps", "0", "--decoder-steps", "0",
+              "--out", tmp_path / "nothing")
+    assert res.returncode == 2 and "nothing to train" in res.stderr
+
+
 def test_a_model_folder_of_another_architecture_cannot_be_continued(trained, tmp_path):
     res = run("train", "--preset", "default", "--init", trained / "model", "--out", tmp_path / "x")
     assert res.returncode == 2 and "another architecture" in res.stderr and "Traceback" not in res.stderr

@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model (world data, VAE, DiT) with a preset's recipe")
     p.add_argument("--preset", default="default", help="tiny, default, default-v3 or large (default: default)")
     p.add_argument("--out", type=Path, required=True, help="run folder; the model lands in OUT/model")
-    p.add_argument("--steps", type=int, default=None, help="DiT training steps (default: the preset's)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="DiT training steps (default: the preset's); 0 with --init keeps its DiT as it is")
     p.add_argument("--batch-size", type=int, default=None, help="DiT batch size (default: the preset's)")
     p.add_argument("--vae-steps", type=int, default=None, help="VAE training steps (default: the preset's)")
     p.add_argument("--decoder-steps", type=int, default=None,
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", type=Path, default=None, metavar="MODEL_DIR",
                    help="continue from a model folder of this preset (e.g. models/default): its VAE is kept, "
-                        "its DiT trains --steps more steps")
+                        "its DiT trains --steps more steps, its decoder --decoder-steps more")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT from its checkpoints")
     p.add_argument("--data", type=Path, default=None, help="shard folder(s) to train on (default: render world clips)")
     p.add_argument("--stage", choices=["all", "vae", "decoder", "export"], default="all",
@@ -265,7 +266,8 @@ def cmd_train(args) -> int:
 
     preset(args.preset)  # unknown preset: a clear error before any work
     for name in ("steps", "batch_size", "vae_steps", "decoder_steps", "dit_clips"):
-        value, least = getattr(args, name), 0 if name == "decoder_steps" else 1
+        keep = name == "decoder_steps" or (name == "steps" and args.init is not None)  # 0: none
+        value, least = getattr(args, name), 0 if keep else 1
         if value is not None and value < least:
             raise UsageError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
     folder = train(args.preset, args.out, steps=args.steps, batch_size=args.batch_size, vae_steps=args.vae_steps,
@@ -403,8 +405,9 @@ def cmd_generate(args) -> int:
         marks = write_marked_mp4(out, frames.numpy(), fps, gen)
         seconds = time.perf_counter() - start
         if batch:  # beside each clip what `framecast eval` needs to score it
+            # the seed asked for remakes the whole request; the notes name the kept candidate's own
             meta = {"prompt": prompt, "caption": expanded_caption(notes), "seed": seed, "fps": fps, "model": str(model_dir),
-                    "seconds_to_generate": round(seconds, 3)}
+                    "seconds_to_generate": round(seconds, 3), "notes": notes}
             out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
         print(f"wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {fps:g} fps; "
               f"watermark {marks['watermark_id']}, C2PA signed) in {seconds:.1f} s")

@@ -56,7 +56,7 @@ def _check_settings(out: Path, settings: dict, resume: bool, write: bool = True)
     """A resumed run must keep the settings its checkpoints were made with; the DiT's own may
     still change while no DiT checkpoint exists (tune the DiT after the VAE is done)."""
     path = out / "train.json"
-    has_ckpt = any(existing_checkpoint(out / f"{name}.ckpt") for name in ("vae", "dit"))
+    has_ckpt = any(existing_checkpoint(out / f"{name}.ckpt") for name in ("vae", "dit", "decoder"))
     if has_ckpt and not resume:
         raise ValueError(f"{out} holds a training run; pass --resume to continue it, or choose a new --out")
     if path.exists() and resume:
@@ -122,16 +122,21 @@ def vae_psnr(vae: VideoVAE, bucket: Bucket, clips: int = 16, seed: int = 10**6) 
 
 
 def settings_for(preset_name: str, steps: int | None, batch_size: int | None, vae_steps: int | None = None,
-                 decoder_steps: int | None = None, dit_clips: int | None = None) -> TrainConfig:
-    """The preset's recipe with the step counts and batch size a run overrides (None: the preset's)."""
+                 decoder_steps: int | None = None, dit_clips: int | None = None, init: bool = False) -> TrainConfig:
+    """The preset's recipe with the step counts and batch size a run overrides (None: the preset's).
+    A run that continues a model folder (`init`) may train its DiT 0 steps: its decoder alone."""
     tc = TRAIN_PRESETS[preset_name]
     given = {"dit_steps": steps, "batch_size": batch_size, "vae_steps": vae_steps, "decoder_steps": decoder_steps,
              "dit_clips": dit_clips}
     tc = replace(tc, **{k: v for k, v in given.items() if v is not None})
-    if tc.dit_steps < 1 or tc.batch_size < 1 or tc.vae_steps < 1 or (tc.dit_clips is not None and tc.dit_clips < 1):
-        raise ValueError("steps, VAE steps, DiT clips and batch size must be at least 1")
+    if tc.batch_size < 1 or tc.vae_steps < 1 or (tc.dit_clips is not None and tc.dit_clips < 1):
+        raise ValueError("VAE steps, DiT clips and batch size must be at least 1")
+    if tc.dit_steps < (0 if init else 1):
+        raise ValueError("DiT steps must be at least 1 (0 only with --init, to keep its DiT as it is)")
     if tc.decoder_steps < 0:
         raise ValueError("decoder steps must be at least 0")
+    if tc.dit_steps == 0 and tc.decoder_steps == 0:
+        raise ValueError("nothing to train: with --steps 0 (the DiT kept as it is) give --decoder-steps")
     return tc
 
 
@@ -172,6 +177,11 @@ def latent_normalisation(latent_root: Path, init: Framecast | None) -> tuple[tor
     if init is None:
         return latent_stats(latent_root)
     return torch.tensor(init.meta.latent_mean), torch.tensor(init.meta.latent_std)
+
+
+def kept_dit(init: Framecast) -> tuple[DiT, torch.Tensor, torch.Tensor]:
+    """A decoder-only continuation's DiT (--steps 0) and latent normalisation: the model folder's."""
+    return init.dit, torch.tensor(init.meta.latent_mean), torch.tensor(init.meta.latent_std)
 
 
 def train_vae(cfg: VAEConfig, tc: TrainConfig, roots: list[Path], weights: list[float], out: Path, seed: int,
@@ -253,13 +263,14 @@ def train(preset_name: str, out: str | Path, steps: int | None = None, batch_siz
 
     `init` names a model folder of this preset to continue from (say the shipped model, for more
     steps or on your own videos): its VAE is kept as it is (no VAE stage; its latents are the
-    ones the DiT knows) and the DiT starts from its weights and latent normalisation."""
+    ones the DiT knows) and the DiT starts from its weights and latent normalisation. With 0 DiT
+    steps its DiT is kept as it is and only its decoder is fine-tuned (decoder_steps more)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
     if init is not None and stage in ("vae", "decoder"):
         raise ValueError(f"--init continues from a trained VAE: there is no --stage {stage} to run")
     model_cfg = preset(preset_name)
-    tc = settings_for(preset_name, steps, batch_size, vae_steps, decoder_steps, dit_clips)
+    tc = settings_for(preset_name, steps, batch_size, vae_steps, decoder_steps, dit_clips, init=init is not None)
     with distributed.session() as d:
         for what, size in (("--batch-size", tc.batch_size), ("the VAE batch size", tc.vae_batch_size)):
             if size < d.world_size:
@@ -308,8 +319,11 @@ def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume
         vae = base.vae if base is not None else load_ema(VideoVAE(model_cfg.vae), out / "vae.ckpt", device)[0]
         if existing_checkpoint(out / "decoder.ckpt") is not None:
             vae, _ = load_ema(vae, out / "decoder.ckpt", device)
-        dit, dit_step = load_ema(DiT(model_cfg.dit), out / "dit.ckpt", device)
-        mean, std = latent_normalisation(out / "latents" / roots[0].name, base)
+        if tc.dit_steps == 0:  # a decoder-only continuation: the DiT is the model folder's
+            (dit, mean, std), dit_step = kept_dit(base), 0
+        else:
+            dit, dit_step = load_ema(DiT(model_cfg.dit), out / "dit.ckpt", device)
+            mean, std = latent_normalisation(out / "latents" / roots[0].name, base)
     else:
         vae = (base.vae if base is not None else
                train_vae(model_cfg.vae, tc, roots, weights, out, seed, device, progress, d, fsdp))
@@ -323,8 +337,11 @@ def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume
             distributed.barrier()
             return out
         text = TextEncoder() if base is None else base.text  # only the DiT stage and the model folder need it
-        dit, mean, std = train_dit(model_cfg.dit, tc, vae, text, roots, weights, out, seed, device, progress, d, fsdp,
-                                   init=base)
+        if tc.dit_steps == 0:  # a decoder-only continuation: the DiT is the model folder's
+            dit, mean, std = kept_dit(base)
+        else:
+            dit, mean, std = train_dit(model_cfg.dit, tc, vae, text, roots, weights, out, seed, device, progress, d,
+                                       fsdp, init=base)
         dit_step = tc.dit_steps
         if tc.decoder_steps > 0:  # after the DiT, which never reads the decoder
             vae = train_decoder(vae, tc, roots, weights, out, seed, device, progress, d, fsdp)
