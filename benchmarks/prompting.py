@@ -51,6 +51,7 @@ def recoloured(prompt: str, scene) -> str | None:
     old = scene.objects[0].color
     new = next(c for c in OBJECT_COLORS if c not in used)
     edited = re.sub(rf"\b{old}\b", new, prompt, count=1)
+    edited = re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", edited)  # "a orange ball" -> "an orange ball"
     return edited if edited != prompt else None
 
 

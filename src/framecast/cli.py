@@ -470,7 +470,8 @@ def _media_parsers(sub) -> None:
     p.add_argument("input", type=Path, metavar="IN.mp4")
     p.add_argument("prompt")
     p.add_argument("--strength", type=_unit_interval, default=None,
-                   help="how much to change, 0 (keep the clip) to 1 (ignore it) (default 0.6)")
+                   help="how much to change, 0 (keep the clip) to 1 (ignore it) (default 0.9: enough to "
+                        "change a colour)")
     _sampling_args(p, "out.mp4")
     p.set_defaults(func=cmd_edit)
 
