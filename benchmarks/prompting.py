@@ -13,7 +13,8 @@ rendered at the model's size and frame rate, and then:
 - loop: `framecast generate PROMPT --loop`; the last-to-first frame difference over the mean
   frame-to-frame difference (target <= 2);
 - edit: `framecast edit IN.mp4 PROMPT'` where PROMPT' gives the first object another colour; the
-  edited clip against PROMPT' (target: passes);
+  edited clip against PROMPT' (target: passes), and how far the object's path strays from the
+  source's (its centre in the new colour against the old, in frame heights: "same motion");
 - text-to-image: `framecast image PROMPT`; alignment of the still (target: passes).
 
 Every output is the CLI's own file (mp4 with provenance, or png), decoded as a user would.
@@ -34,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 from framecast.evaluate import CATEGORIES, evaluate_clip
+from framecast.evaluate.track import track
 from framecast.pipeline import read_model_config
 from framecast.video.io import read_mp4, write_mp4
 from framecast.video.metrics import LOOP_SEAM, psnr, seam_ratio
@@ -55,6 +57,17 @@ def recoloured(prompt: str, scene) -> str | None:
     return edited if edited != prompt else None
 
 
+def path_drift(source: np.ndarray, edited: np.ndarray, fps: float, old: str, new: str) -> float | None:
+    """How far an edit moved the recoloured object: the mean distance (frame heights) between its
+    centre in the source (old colour) and in the edit (new colour), over frames that show both;
+    None if either is never seen."""
+    a, b = track(source, fps).colors.get(old), track(edited, fps).colors.get(new)
+    if a is None or b is None:
+        return None
+    d = [np.hypot(p.cx - q.cx, p.cy - q.cy) for p, q in zip(a.main, b.main) if p is not None and q is not None]
+    return float(np.mean(d)) / source.shape[1] if d else None
+
+
 def cli(*args: str) -> None:
     res = subprocess.run([sys.executable, "-m", "framecast", *args], capture_output=True, text=True)
     if res.returncode != 0:
@@ -66,7 +79,8 @@ def passed(frames: np.ndarray, fps: float, target, categories=CATEGORIES) -> dic
     return {c: result["passed"][c] for c in categories}
 
 
-def one_case(i: int, model: list[str], size: tuple[int, int], fps: float, seconds: float, out: Path) -> dict:
+def one_case(i: int, model: list[str], size: tuple[int, int], fps: float, seconds: float, out: Path,
+             strength: list[str]) -> dict:
     w, h = size
     clip = make_clip(derive_seed(HELD_OUT, i), 2 * seconds, fps, w, h)
     d = out / f"{i:03d}"
@@ -101,10 +115,13 @@ def one_case(i: int, model: list[str], size: tuple[int, int], fps: float, second
 
     edited = recoloured(clip.prompt, clip.scene)
     if edited is not None:
-        cli("edit", str(d / "in4.mp4"), edited, "-o", str(d / "edit.mp4"), *seed, *model)
+        cli("edit", str(d / "in4.mp4"), edited, "-o", str(d / "edit.mp4"), *seed, *model, *strength)
         frames, got_fps = read_mp4(d / "edit.mp4")
         row["edit_prompt"] = edited
         row["edit_eval"] = passed(frames, got_fps, parse_prompt(edited))
+        drift = path_drift(clip.frames, frames, fps, clip.scene.objects[0].color, parse_prompt(edited).objects[0].color)
+        if drift is not None:
+            row["edit_drift"] = drift
 
     cli("image", clip.prompt, "-o", str(d / "still.png"), *seed, *model)
     still = np.asarray(Image.open(d / "still.png").convert("RGB"))[None]
@@ -122,7 +139,8 @@ def summarise(rows: list[dict]) -> dict:
         v = np.array([r[key] for r in rows if key in r], dtype=np.float64)
         return {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v))} if len(v) else None
 
-    s = {k: stats(k) for k in ("i2v_psnr", "extend_forward_psnr", "extend_backward_psnr", "loop_seam_ratio")}
+    s = {k: stats(k) for k in ("i2v_psnr", "extend_forward_psnr", "extend_backward_psnr", "loop_seam_ratio",
+                               "edit_drift")}
     s["i2v_eval"] = {c: float(np.mean([r["i2v_eval"][c] for r in rows])) for c in CATEGORIES}
     s["extend_eval"] = {c: float(np.mean([r["extend_eval"][c] for r in rows])) for c in ("motion", "physics")}
     edits = [r for r in rows if "edit_eval" in r]
@@ -137,6 +155,7 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     ap.add_argument("--cases", type=int, default=8, help="held-out scenes")
     ap.add_argument("--seconds", type=float, default=2.0, help="seconds of given clip, and seconds to extend by")
+    ap.add_argument("--strength", type=float, default=None, help="the edit's strength (default: framecast edit's)")
     ap.add_argument("--out", type=Path, default=Path("eval/prompting"))
     args = ap.parse_args()
     folder = args.model or str(Path(__file__).resolve().parents[1] / "models" / "default")
@@ -145,7 +164,8 @@ def main() -> None:
     start = time.time()
     rows = []
     for i in range(args.cases):
-        rows.append(one_case(i, model, (meta.width, meta.height), meta.fps, args.seconds, args.out))
+        strength = [] if args.strength is None else ["--strength", str(args.strength)]
+        rows.append(one_case(i, model, (meta.width, meta.height), meta.fps, args.seconds, args.out, strength))
         print(f"case {i + 1}/{args.cases} done ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
     summary = {"model": folder, "cases": args.cases, "seconds": args.seconds, "summary": summarise(rows), "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -168,6 +188,10 @@ def main() -> None:
     if s["edit_eval"]:
         print("| edit (new colour) | eval vs the edited prompt: " + ", ".join(CATEGORIES) + " | "
               + ", ".join(f"{s['edit_eval'][c]:.2f}" for c in CATEGORIES) + " | passes |")
+    if s["edit_drift"]:
+        n = sum("edit_drift" in r for r in rows)
+        print(f"| edit (new colour) | the object's path vs the source's, frame heights (mean, max; {n} tracked) | "
+              f"{s['edit_drift']['mean']:.3f}, {s['edit_drift']['max']:.3f} | same motion |")
     print(f"| text-to-image | alignment of the still | {rate(rows, 't2i_alignment')} | passes |")
     print(f"\n(ran {time.time() - start:.0f} s; per-case rows in {args.out / 'summary.json'})")
 
