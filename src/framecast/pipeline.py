@@ -71,8 +71,8 @@ class Given:
     before: Any = None  # the new frames continue this clip (extend forward; the first clip of connect)
     after: Any = None  # the new frames lead into this clip (extend backward; the second clip of connect)
     source: Any = None  # a clip to edit (SDEdit): the output replaces it, frame for frame
-    # how far the source is noised: 0 keeps it, 1 ignores it. The default model keeps a source's
-    # colours up to about 0.85 (benchmarks/README.md, edit strength): 0.9 lets a prompt recolour
+    # how far the source is noised: 0 keeps it, 1 ignores it. The default model mostly keeps a
+    # source's colours below about 0.85 (benchmarks/README.md, prompting): 0.9 lets a prompt recolour
     strength: float = 0.9
     loop: bool = False  # the last frame flows back into the first
     fps: float | None = None  # the given clips' frame rate (None or 0: the model's)
