@@ -117,9 +117,10 @@ def one_case(i: int, model: list[str], size: tuple[int, int], fps: float, second
     if edited is not None:
         cli("edit", str(d / "in4.mp4"), edited, "-o", str(d / "edit.mp4"), *seed, *model, *strength)
         frames, got_fps = read_mp4(d / "edit.mp4")
+        target = parse_prompt(edited)
         row["edit_prompt"] = edited
-        row["edit_eval"] = passed(frames, got_fps, parse_prompt(edited))
-        drift = path_drift(clip.frames, frames, fps, clip.scene.objects[0].color, parse_prompt(edited).objects[0].color)
+        row["edit_eval"] = passed(frames, got_fps, target)
+        drift = path_drift(clip.frames, frames, fps, clip.scene.objects[0].color, target.objects[0].color)
         if drift is not None:
             row["edit_drift"] = drift
 
@@ -163,8 +164,8 @@ def main() -> None:
     model = ["--model", folder]
     start = time.time()
     rows = []
+    strength = [] if args.strength is None else ["--strength", str(args.strength)]
     for i in range(args.cases):
-        strength = [] if args.strength is None else ["--strength", str(args.strength)]
         rows.append(one_case(i, model, (meta.width, meta.height), meta.fps, args.seconds, args.out, strength))
         print(f"case {i + 1}/{args.cases} done ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
     summary = {"model": folder, "cases": args.cases, "seconds": args.seconds, "summary": summarise(rows), "rows": rows}

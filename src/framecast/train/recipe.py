@@ -179,11 +179,6 @@ def latent_normalisation(latent_root: Path, init: Framecast | None) -> tuple[tor
     return torch.tensor(init.meta.latent_mean), torch.tensor(init.meta.latent_std)
 
 
-def kept_dit(init: Framecast) -> tuple[DiT, torch.Tensor, torch.Tensor]:
-    """A decoder-only continuation's DiT (--steps 0) and latent normalisation: the model folder's."""
-    return init.dit, torch.tensor(init.meta.latent_mean), torch.tensor(init.meta.latent_std)
-
-
 def train_vae(cfg: VAEConfig, tc: TrainConfig, roots: list[Path], weights: list[float], out: Path, seed: int,
               device: torch.device, progress: bool, d: Dist = SINGLE, fsdp: bool = False) -> VideoVAE:
     """Stage 1: the video VAE on frames; returns its EMA weights, evaluated on held-out clips."""
@@ -320,10 +315,10 @@ def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume
         if existing_checkpoint(out / "decoder.ckpt") is not None:
             vae, _ = load_ema(vae, out / "decoder.ckpt", device)
         if tc.dit_steps == 0:  # a decoder-only continuation: the DiT is the model folder's
-            (dit, mean, std), dit_step = kept_dit(base), 0
+            dit, dit_step = base.dit, 0
         else:
             dit, dit_step = load_ema(DiT(model_cfg.dit), out / "dit.ckpt", device)
-            mean, std = latent_normalisation(out / "latents" / roots[0].name, base)
+        mean, std = latent_normalisation(out / "latents" / roots[0].name, base)
     else:
         vae = (base.vae if base is not None else
                train_vae(model_cfg.vae, tc, roots, weights, out, seed, device, progress, d, fsdp))
@@ -337,8 +332,8 @@ def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume
             distributed.barrier()
             return out
         text = TextEncoder() if base is None else base.text  # only the DiT stage and the model folder need it
-        if tc.dit_steps == 0:  # a decoder-only continuation: the DiT is the model folder's
-            dit, mean, std = kept_dit(base)
+        if tc.dit_steps == 0:  # a decoder-only continuation: the model folder's DiT and latent normalisation
+            dit, (mean, std) = base.dit, latent_normalisation(out / "latents" / roots[0].name, base)
         else:
             dit, mean, std = train_dit(model_cfg.dit, tc, vae, text, roots, weights, out, seed, device, progress, d,
                                        fsdp, init=base)
