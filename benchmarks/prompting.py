@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from framecast.evaluate import CATEGORIES, evaluate_clip
-from framecast.evaluate.track import track
+from framecast.evaluate.track import path_drift
 from framecast.pipeline import read_model_config
 from framecast.video.io import read_mp4, write_mp4
 from framecast.video.metrics import LOOP_SEAM, psnr, seam_ratio
@@ -57,17 +57,6 @@ def recoloured(prompt: str, scene) -> str | None:
     return edited if edited != prompt else None
 
 
-def path_drift(source: np.ndarray, edited: np.ndarray, fps: float, old: str, new: str) -> float | None:
-    """How far an edit moved the recoloured object: the mean distance (frame heights) between its
-    centre in the source (old colour) and in the edit (new colour), over frames that show both;
-    None if either is never seen."""
-    a, b = track(source, fps).colors.get(old), track(edited, fps).colors.get(new)
-    if a is None or b is None:
-        return None
-    d = [np.hypot(p.cx - q.cx, p.cy - q.cy) for p, q in zip(a.main, b.main) if p is not None and q is not None]
-    return float(np.mean(d)) / source.shape[1] if d else None
-
-
 def cli(*args: str) -> None:
     res = subprocess.run([sys.executable, "-m", "framecast", *args], capture_output=True, text=True)
     if res.returncode != 0:
@@ -80,7 +69,7 @@ def passed(frames: np.ndarray, fps: float, target, categories=CATEGORIES) -> dic
 
 
 def one_case(i: int, model: list[str], size: tuple[int, int], fps: float, seconds: float, out: Path,
-             strength: list[str]) -> dict:
+             edit_args: list[str]) -> dict:
     w, h = size
     clip = make_clip(derive_seed(HELD_OUT, i), 2 * seconds, fps, w, h)
     d = out / f"{i:03d}"
@@ -115,7 +104,7 @@ def one_case(i: int, model: list[str], size: tuple[int, int], fps: float, second
 
     edited = recoloured(clip.prompt, clip.scene)
     if edited is not None:
-        cli("edit", str(d / "in4.mp4"), edited, "-o", str(d / "edit.mp4"), *seed, *model, *strength)
+        cli("edit", str(d / "in4.mp4"), edited, "-o", str(d / "edit.mp4"), *seed, *model, *edit_args)
         frames, got_fps = read_mp4(d / "edit.mp4")
         target = parse_prompt(edited)
         row["edit_prompt"] = edited
@@ -157,6 +146,7 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=8, help="held-out scenes")
     ap.add_argument("--seconds", type=float, default=2.0, help="seconds of given clip, and seconds to extend by")
     ap.add_argument("--strength", type=float, default=None, help="the edit's strength (default: framecast edit's)")
+    ap.add_argument("--method", default=None, help="the edit's method, flowedit or sdedit (default: framecast edit's)")
     ap.add_argument("--out", type=Path, default=Path("eval/prompting"))
     args = ap.parse_args()
     folder = args.model or str(Path(__file__).resolve().parents[1] / "models" / "default")
@@ -164,16 +154,17 @@ def main() -> None:
     model = ["--model", folder]
     start = time.time()
     rows = []
-    strength = [] if args.strength is None else ["--strength", str(args.strength)]
+    edit_args = [] if args.strength is None else ["--strength", str(args.strength)]
+    edit_args += [] if args.method is None else ["--method", args.method]
     for i in range(args.cases):
-        rows.append(one_case(i, model, (meta.width, meta.height), meta.fps, args.seconds, args.out, strength))
+        rows.append(one_case(i, model, (meta.width, meta.height), meta.fps, args.seconds, args.out, edit_args))
         print(f"case {i + 1}/{args.cases} done ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
     summary = {"model": folder, "cases": args.cases, "seconds": args.seconds, "summary": summarise(rows), "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     s = summary["summary"]
     print(f"## prompting with images and videos: {folder}, {args.cases} held-out scenes, "
-          f"{meta.width}x{meta.height} at {meta.fps:g} fps\n")
+          f"{meta.width}x{meta.height} at {meta.fps:g} fps; edits: {' '.join(edit_args) or 'the defaults'}\n")
     print("| task | measure | result | target |\n|---|---|---|---|")
     print(f"| image-to-video | first frame PSNR vs the image (mean, min) | {s['i2v_psnr']['mean']:.2f} dB, "
           f"{s['i2v_psnr']['min']:.2f} dB | >= 30 dB |")

@@ -3,10 +3,11 @@
 import pytest
 import torch
 
+from framecast.flow.editing import flow_edit
 from framecast.flow.guidance import cfg
 from framecast.flow.objective import flow_loss, interpolate, sample_times, velocity_target
 from framecast.flow.samplers import SAMPLERS
-from framecast.flow.schedules import resolution_shift, sampling_times, shift_time
+from framecast.flow.schedules import resolution_shift, sampling_times, shift_time, start_at
 
 
 def test_interpolation_ends_and_target():
@@ -91,3 +92,35 @@ def test_guidance_wrapper():
     assert torch.allclose(v, torch.full((2, 3), 1.0 + 4.0 * (2.0 - 1.0)))
     assert calls == [4]  # one batched pass for both
     assert torch.allclose(cfg(model_fn, 1.0)(x, t, (pos, neg)), torch.full((2, 3), 2.0))
+
+
+def _point_mass(x0):
+    """The straight flow of a single data point x0: v(x, t) = (x - x0) / t."""
+    return lambda x, t, cond: (x - x0) / t.view(-1, *[1] * (x.dim() - 1))
+
+
+@pytest.mark.parametrize("t0", [0.3, 0.9])
+def test_flow_edit_lands_on_the_edit_and_keeps_what_the_prompts_agree_on(t0):
+    """Source flow to the source, edit flow to the source with one channel changed: FlowEdit ends
+    exactly on the edit, whatever noise it draws, so the untouched channels come back as they were."""
+    source = torch.randn(1, 3, 2, 4, 4)
+    edit = source.clone()
+    edit[:, 0] += 1.5
+    gen = torch.Generator().manual_seed(0)
+    out = flow_edit(_point_mass(edit), _point_mass(source), source, start_at(sampling_times(8, 2.0), t0), None, None,
+                    lambda: torch.randn(source.shape, generator=gen))
+    assert torch.allclose(out, edit, atol=1e-5)
+    assert torch.allclose(out[:, 1:], source[:, 1:], atol=1e-5)
+
+
+def test_flow_edit_with_one_flow_for_both_changes_nothing():
+    source = torch.randn(1, 3, 2, 4, 4)
+    seen = []
+
+    def model_fn(x, t, cond):
+        return torch.sin(3 * x) + t.view(-1, 1, 1, 1, 1)  # any field: the two velocities cancel
+
+    out = flow_edit(model_fn, model_fn, source, start_at(sampling_times(6), 0.8), None, None,
+                    lambda: torch.randn(source.shape), callback=lambda i, n, z: seen.append((i, n)))
+    assert torch.equal(out, source)
+    assert seen == [(i, 5) for i in range(5)]  # 0.8 and the 4 shifted times below it

@@ -323,18 +323,32 @@ def test_progress_counts_the_steps_of_all_windows(model):
 
 # --- edit -----------------------------------------------------------------------------------
 
-def test_edit_at_strength_0_is_the_round_trip_and_at_1_ignores_the_source(model, clip):
+@pytest.mark.parametrize("method", ["flowedit", "sdedit"])
+def test_edit_at_strength_0_is_the_round_trip_and_at_1_ignores_the_source(model, clip, method):
     padded = torch.cat([clip[:1], clip])  # 17 = 1 + 4k frames; the lone first latent frame is dropped
     round_trip = render.decode(model, enc(model, padded))[1:]
-    keep, _, _ = gen(model, "a blue ball falls", given=Given(source=clip, strength=0.0, fps=8.0))
+    keep, _, _ = gen(model, "a blue ball falls", given=Given(source=clip, strength=0.0, fps=8.0, edit=method))
     assert torch.equal(keep, round_trip)
-    fresh, _, _ = gen(model, "a blue ball falls", given=Given(source=clip, strength=1.0, fps=8.0), seed=7)
+    fresh, _, _ = gen(model, "a blue ball falls", given=Given(source=clip, strength=1.0, fps=8.0, edit=method), seed=7)
     assert torch.equal(fresh, gen(model, "a blue ball falls", seed=7, fps=8.0)[0])
-    half, _, _ = gen(model, "a blue ball falls", given=Given(source=clip, strength=0.5, fps=8.0), seed=7)
-    again, _, _ = gen(model, "a blue ball falls", given=Given(source=clip, strength=0.5, fps=8.0), seed=7)
+    half, _, _ = gen(model, "a blue ball falls", given=Given(source=clip, strength=0.5, fps=8.0, edit=method), seed=7)
+    again, _, _ = gen(model, "a blue ball falls", given=Given(source=clip, strength=0.5, fps=8.0, edit=method), seed=7)
     assert torch.equal(half, again)
     for other in (keep, fresh):
         assert (half.float() - other.float()).abs().mean() > 0.5
+
+
+def test_flowedit_and_sdedit_are_different_edits(model, clip, record):
+    """FlowEdit runs the empty prompt's flow beside the prompt's (3 clips a step with guidance);
+    SDEdit only the prompt's (2)."""
+    calls, _ = record
+    made = {}
+    for method in ("flowedit", "sdedit"):
+        calls.clear()
+        made[method], _, _ = gen(model, "a blue ball falls", given=Given(source=clip, strength=0.5, fps=8.0, edit=method))
+        made[method + " batch"] = sum(x.shape[0] for x, _ in calls) / len(calls)
+    assert (made["flowedit"].float() - made["sdedit"].float()).abs().mean() > 0.5
+    assert made["flowedit batch"] == 1.5 and made["sdedit batch"] == 2
 
 
 def test_a_long_edit_goes_window_by_window(model, clip, other_clip, record):
@@ -378,6 +392,7 @@ def test_short_clip_of_a_collision(model):
 @pytest.mark.parametrize("prompt, given, message", [
     (PROMPT, Given(source=np.zeros((4, 32, 32, 3), np.uint8), strength=1.5), "strength must be between 0 and 1"),
     (PROMPT, Given(source=np.zeros((4, 32, 32, 3), np.uint8), strength=-0.1), "strength must be between 0 and 1"),
+    (PROMPT, Given(source=np.zeros((4, 32, 32, 3), np.uint8), edit="inpaint"), "unknown edit method 'inpaint'"),
     (PROMPT, Given(image=np.zeros((32, 32, 3), np.uint8), before=np.zeros((4, 32, 32, 3), np.uint8)), "not both"),
     (PROMPT, Given(before=np.zeros((0, 32, 32, 3), np.uint8)), "holds no frames"),
     (PROMPT, Given(image=np.zeros((32, 32, 4), np.uint8)), "must be uint8 frames"),
@@ -517,6 +532,7 @@ def test_every_command(model_dir, world, bad_files, tmp_path):
         "backward": ["extend", a, PROMPT, "--seconds", 1, "--backward", "-o", o / "backward.mp4"],
         "connect": ["connect", a, b, "--seconds", 1, "-o", o / "connect.mp4"],
         "edit": ["edit", a, "a blue ball falls", "--strength", 0.5, "-o", o / "edit.mp4"],
+        "sdedit": ["edit", a, "a blue ball falls", "--method", "sdedit", "-o", o / "sdedit.mp4"],
         "loop": ["generate", PROMPT, "--loop", "--seconds", 2, "-o", o / "loop.mp4"],
         "image": ["image", "a blue box", "--size", "48x32", "-o", o / "still.png"],
     }
@@ -527,7 +543,8 @@ def test_every_command(model_dir, world, bad_files, tmp_path):
     assert snapshot(a, b, image) == before  # inputs untouched
     clip_a, _ = read_mp4(a)
     clip_b, _ = read_mp4(b)
-    lengths = {"i2v": 8, "extend": 16 + 8, "backward": 8 + 16, "connect": 16 + 8 + 16, "edit": 16, "loop": 16}
+    lengths = {"i2v": 8, "extend": 16 + 8, "backward": 8 + 16, "connect": 16 + 8 + 16, "edit": 16, "sdedit": 16,
+               "loop": 16}
     for k, n in lengths.items():
         frames, fps = read_mp4(o / f"{k}.mp4")
         assert frames.shape == (n, 32, 32, 3) and fps == pytest.approx(8.0), k
@@ -568,6 +585,7 @@ BAD = [
     (["edit", "{a}", "a blue ball", "--strength", "1.5"], "must be between 0 and 1"),
     (["edit", "{a}", "a blue ball", "--strength", "-0.1"], "must be between 0 and 1"),
     (["edit", "{a}", "a blue ball", "--strength", "lots"], "expected a number"),
+    (["edit", "{a}", "a blue ball", "--method", "inpaint"], "invalid choice: 'inpaint'"),
     (["edit", "{bad}/noise.mp4", "a blue ball"], "is not a video file"),
     (["edit", "{a}", "a blue ball", "-o", "{a}"], "is the input"),
     (["generate", PROMPT, "--image", "{bad}/rgba.png"], "has transparency"),

@@ -371,6 +371,15 @@ def test_edit_remakes_a_completed_video(client):
     assert done.status == "completed", done.error
     frames = read_mp4_bytes(client.videos.download_content(done.id).read())
     assert frames.shape == read_mp4_bytes(client.videos.download_content(source.id).read()).shape
+    other = client.videos.edit(prompt="a blue ball moves right", video=openai.omit,
+                               extra_body={"video": {"id": source.id}, "strength": 0.5, "seed": 3, "method": "sdedit"})
+    other = client.videos.poll(other.id, poll_interval_ms=100)
+    assert other.status == "completed", other.error
+    assert not np.array_equal(read_mp4_bytes(client.videos.download_content(other.id).read()), frames)
+    with pytest.raises(openai.BadRequestError, match="method must be one of flowedit, sdedit") as err:
+        client.videos.edit(prompt="a blue ball", video=openai.omit,
+                           extra_body={"video": {"id": source.id}, "method": "inpaint"})
+    assert err.value.body["param"] == "method"
 
 
 def test_extensions_and_edits_need_a_completed_video_of_the_caller(client, server):

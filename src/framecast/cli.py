@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import MAX_BEST_OF
+from .config import EDITS, MAX_BEST_OF
 
 DEFAULT_SECONDS = 4.0
 DEFAULT_FPS = 12.0
@@ -466,12 +466,14 @@ def _media_parsers(sub) -> None:
     _sampling_args(p, "out.mp4")
     p.set_defaults(func=cmd_connect)
 
-    p = sub.add_parser("edit", help="video-to-video (SDEdit): remake a clip to a new prompt, keeping its motion")
+    p = sub.add_parser("edit", help="video-to-video: remake a clip to a new prompt, keeping its motion")
     p.add_argument("input", type=Path, metavar="IN.mp4")
-    p.add_argument("prompt")
+    p.add_argument("prompt", help="what the edited clip shows, e.g. the clip's description with a new colour")
     p.add_argument("--strength", type=_unit_interval, default=None,
-                   help="how much to change, 0 (keep the clip) to 1 (ignore it) (default 0.9: enough to "
-                        "change a colour)")
+                   help="how much to change, 0 (keep the clip) to 1 (ignore it) (default 0.9)")
+    p.add_argument("--method", choices=EDITS, default="flowedit",
+                   help="flowedit (default): change what the prompt asks for and keep the rest; sdedit: noise "
+                        "the clip to the strength and remake it from there")
     _sampling_args(p, "out.mp4")
     p.set_defaults(func=cmd_edit)
 
@@ -639,7 +641,7 @@ def cmd_edit(args) -> int:
     _check_out(args.out, [args.input])
     from .pipeline import Given
 
-    given = Given.from_files(source=args.input, strength=args.strength)
+    given = Given.from_files(source=args.input, strength=args.strength, edit=args.method)
     return _run_media(args, args.prompt, given, DEFAULT_SECONDS, [])
 
 

@@ -141,6 +141,7 @@ class TrainConfig:
 
 
 MAX_BEST_OF = 16  # the most candidates one generation may make (SampleOptions.best_of)
+EDITS = ("flowedit", "sdedit")  # how an edit is made (pipeline.Given.edit, flow/editing.py)
 
 # Settings only the model folder reads (sampling defaults): a resumed run may change them any time.
 MODEL_FOLDER_SETTINGS = ("sample_steps", "guidance", "sampler", "best_of")

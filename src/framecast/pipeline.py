@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import windows
-from .config import MAX_BEST_OF, PRESETS, ModelConfig
+from .config import EDITS, MAX_BEST_OF, PRESETS, ModelConfig
 from .evaluate import CATEGORIES, evaluate_clip
 from .flow.samplers import SAMPLERS
 from .models.dit import DiT
@@ -70,17 +70,21 @@ class Given:
     image: Any = None  # (H, W, 3): the first frame (image-to-video)
     before: Any = None  # the new frames continue this clip (extend forward; the first clip of connect)
     after: Any = None  # the new frames lead into this clip (extend backward; the second clip of connect)
-    source: Any = None  # a clip to edit (SDEdit): the output replaces it, frame for frame
-    # how far the source is noised: 0 keeps it, 1 ignores it. The default model mostly keeps a
-    # source's colours below about 0.85 (benchmarks/README.md, prompting): 0.9 lets a prompt recolour
+    source: Any = None  # a clip to edit: the output replaces it, frame for frame
+    # the flow time an edit starts at: 0 keeps the source, 1 ignores it. Recolouring with the default
+    # model, 0.9 passes the most checks (0.8 mostly keeps the old colour; benchmarks/README.md, prompting)
     strength: float = 0.9
+    # how an edit is made: "flowedit" (flow/editing.py) steps the source by the difference between
+    # the prompt's flow and the empty prompt's, so what the prompt does not change stays; "sdedit"
+    # noises the source to the strength and makes it afresh from there
+    edit: str = "flowedit"
     loop: bool = False  # the last frame flows back into the first
     fps: float | None = None  # the given clips' frame rate (None or 0: the model's)
 
     @classmethod
     def from_files(cls, image: str | Path | None = None, before: str | Path | None = None,
                    after: str | Path | None = None, source: str | Path | None = None,
-                   strength: float | None = None, loop: bool = False) -> Given:
+                   strength: float | None = None, loop: bool = False, edit: str = "flowedit") -> Given:
         """What the files given to a generation hold (the CLI's arguments, the server's stored
         inputs): an image file, video files. The clips' frame rate is theirs; two clips must
         share one. Unreadable files raise FileNotFoundError or a ValueError naming the file."""
@@ -96,7 +100,7 @@ class Given:
                                  "connect needs two clips of one frame rate")
         extra = {} if strength is None else {"strength": strength}
         return cls(image=None if image is None else read_image(image), loop=loop, fps=next(iter(rates.values()), None),
-                   **{k: frames for k, (frames, _) in clips.items()}, **extra)
+                   edit=edit, **{k: frames for k, (frames, _) in clips.items()}, **extra)
 
     def frames(self) -> dict[str, np.ndarray]:
         """The given images and clips by field name, as (T, H, W, 3) uint8 arrays."""
@@ -378,6 +382,8 @@ def _check_given(given: Given, media: dict[str, np.ndarray]) -> None:
         raise ValueError("a loop is made from text or from an image, not from clips")
     if not (isinstance(given.strength, (int, float)) and 0.0 <= given.strength <= 1.0):
         raise ValueError(f"strength must be between 0 and 1, got {given.strength}")
+    if given.edit not in EDITS:
+        raise ValueError(f"unknown edit method {given.edit!r}; choose from {', '.join(EDITS)}")
     if given.fps is not None and not (given.fps >= 0 and math.isfinite(given.fps)):
         raise ValueError(f"the given clips' fps must be a positive number, got {given.fps}")
 
@@ -480,10 +486,14 @@ def prepare(model: Framecast, prompt: str, opts: SampleOptions, given: Given | N
     prompts = [text, opts.negative_prompt] if scale != 1.0 else [text]
     tokens, mask = model.text(prompts)  # (B, M, D), (B, M)
     tokens, mask = tokens.to(param.device, param.dtype), mask.to(param.device)
+    source_text = None
+    if "source" in frames and given.edit == "flowedit":  # the source's flow: the empty prompt's
+        src_tokens, src_mask = model.text([""])
+        source_text = (src_tokens.to(param.device, param.dtype), src_mask.to(param.device))
     return Job(plan=plan, fps=fps, width=w, height=h, seed=opts.seed, steps=steps, scale=scale,
                sampler=SAMPLERS[sampler_name], text=((tokens[:1], mask[:1]), (tokens[1:], mask[1:])),
                before=before, after=after, source=frames.get("source"), strength=float(given.strength),
-               loop=given.loop, notes=notes)
+               edit=given.edit, source_text=source_text, loop=given.loop, notes=notes)
 
 
 _SEED_STRIDE = 0x9E3779B97F4A7C15  # 2**64 / the golden ratio: candidates' seeds land far from its neighbours

@@ -4,8 +4,9 @@ A job (pipeline.prepare makes one) is a list of windows (windows.py) plus what i
 before the new ones (an image, a clip to extend, the first of two clips to connect), frames
 after them (a clip extended backward, the second clip), or a source clip to edit. Each window
 encodes its given frames (the tail of what came before, the start of what comes after) with
-the VAE, holds them clean through the sampler (flow/conditioning.py) and decodes its latents;
-only a window's worth of tensors is alive at a time, so memory stays flat for any length.
+the VAE, holds them clean through the sampler (flow/conditioning.py; an edit steps with FlowEdit,
+flow/editing.py, unless asked for SDEdit) and decodes its latents; only a window's worth of
+tensors is alive at a time, so memory stays flat for any length.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .flow.conditioning import apply_given, condition
+from .flow.editing import flow_edit
 from .flow.guidance import cfg as guided
 from .flow.schedules import resolution_shift, sampling_times, start_at
 from .windows import Window
@@ -40,8 +42,10 @@ class Job:
     text: tuple[Any, Any]  # (positive, negative) text conditioning, each (tokens (1, M, D), mask (1, M))
     before: torch.Tensor | None = None  # (T, H, W, 3) uint8 given first: an image or a clip; output as it is
     after: torch.Tensor | None = None  # given last: the clip the new frames lead into; output as it is
-    source: torch.Tensor | None = None  # the clip an edit starts from (SDEdit); the output replaces it
-    strength: float = 1.0  # how far an edit's source is noised
+    source: torch.Tensor | None = None  # the clip an edit starts from; the output replaces it
+    strength: float = 1.0  # the flow time an edit starts at: 0 keeps the source, 1 ignores it
+    edit: str = "flowedit"  # how an edit is made: "flowedit" (flow/editing.py) or "sdedit"
+    source_text: Any = None  # FlowEdit's source conditioning (the empty prompt): (tokens (1, M, D), mask (1, M))
     loop: bool = False  # the last window leads into the clip's own first frames
     notes: list[str] = field(default_factory=list)
 
@@ -98,9 +102,12 @@ def sample_window(model: Framecast, job: Job, w: Window, gen: torch.Generator, h
     if w.tail:
         clean[:, :, w.latents - w.tail:] = encode(model, tail)[:, :, 1:]  # frame 0 of the clip after: dropped
         given[w.latents - w.tail:] = True
-    if init is not None and job.strength < 1.0:  # SDEdit: x_s = (1 - s) x_source + s noise
+    x0 = None
+    if init is not None and job.strength < 1.0:  # strength 1 ignores the source: a fresh generation
         x0 = torch.zeros(shape, device=device)
         x0[:, :, :w.head + w.new] = encode(model, init)
+    flowedit = x0 is not None and job.edit == "flowedit"
+    if x0 is not None and not flowedit:  # SDEdit: x_s = (1 - s) x_source + s noise
         x = (1 - job.strength) * x0 + job.strength * x
 
     def model_fn(x, t, cond):
@@ -108,10 +115,16 @@ def sample_window(model: Framecast, job: Job, w: Window, gen: torch.Generator, h
         return model.dit(x.to(dtype), t, text, text_mask).float()
 
     fn = guided(model_fn, job.scale)
+    source_fn = model_fn
     if given.any():
         fn = condition(fn, given, clean)
+        source_fn = condition(source_fn, given, clean)
         x = apply_given(x, given, clean)
-    z = job.sampler(fn, x, window_times(model, job, w), job.text, callback=callback)
+    if flowedit:
+        z = flow_edit(fn, source_fn, apply_given(x0, given, clean), window_times(model, job, w), job.text,
+                      job.source_text, lambda: torch.randn(shape, generator=gen).to(device), callback=callback)
+    else:
+        z = job.sampler(fn, x, window_times(model, job, w), job.text, callback=callback)
     frames = decode(model, z)  # head context, new frames, tail context
     start = w.head_frames(tf) + w.skip
     return frames[start:start + w.made(tf)]

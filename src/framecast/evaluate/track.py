@@ -233,3 +233,15 @@ def _floor_fraction(f: np.ndarray, h: int, near: np.ndarray) -> float:
     close = np.linalg.norm(band - np.asarray(spec.FLOOR_RGB, np.float64), axis=-1) < 40
     free = ~near[top:]
     return float(close[free].mean()) if free.any() else float(close.mean())
+
+
+def path_drift(source: np.ndarray, edited: np.ndarray, fps: float, old: str, new: str) -> float | None:
+    """How far an edit moved a recoloured object: the mean distance (frame heights) between its
+    centre in the source (colour `old`) and in the edit (colour `new`), frame by frame, over the
+    frames that show both; None if either is never seen. An edit that keeps the motion stays
+    within a few hundredths."""
+    a, b = track(source, fps).colors.get(old), track(edited, fps).colors.get(new)
+    if a is None or b is None:
+        return None
+    d = [np.hypot(p.cx - q.cx, p.cy - q.cy) for p, q in zip(a.main, b.main) if p is not None and q is not None]
+    return float(np.mean(d)) / source.shape[1] if d else None

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import pipeline
-from ..config import MAX_BEST_OF
+from ..config import EDITS, MAX_BEST_OF
 from ..pipeline import frame_count, snap_size
 from ..safety import PolicyViolation, enforce
 from ..video.inputs import read_image
@@ -302,14 +302,19 @@ def extension_spec(fields: dict[str, Any], source: Job, source_mp4: Path, info: 
 
 def edit_spec(fields: dict[str, Any], source: Job, source_mp4: Path, info: ModelInfo,
               settings: ServerSettings) -> JobSpec:
-    """POST /v1/videos/edits: the source video remade to a new prompt, frame for frame (SDEdit);
-    framecast's `strength` (0 keeps the source, 1 ignores it) says how far."""
-    _known(fields, {"prompt", "video", "strength", *EXTRA_FIELDS})
+    """POST /v1/videos/edits: the source video remade to a new prompt, frame for frame;
+    framecast's `strength` (0 keeps the source, 1 ignores it) says how far, and `method` how
+    (flowedit, the default, or sdedit)."""
+    _known(fields, {"prompt", "video", "strength", "method", *EXTRA_FIELDS})
     prompt = _allowed_prompt(fields)
     _given_frames(info, "editing a video")
     strength = _number(fields, "strength", float, 0, 1)
+    method = fields.get("method")
+    if method is not None and method not in EDITS:
+        raise bad(f"method must be one of {', '.join(EDITS)}, got {method!r}", "method")
     options = sampling_options(fields, prompt, float(source.seconds), _size(source), info, settings, source.options)
-    given = {"source": SOURCE} | ({} if strength is None else {"strength": strength})
+    given = ({"source": SOURCE} | ({} if strength is None else {"strength": strength})
+             | ({} if method is None else {"edit": method}))
     return JobSpec(prompt, info.name, source.seconds, source.size, options, given, {SOURCE: source_mp4})
 
 
