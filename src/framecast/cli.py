@@ -472,8 +472,9 @@ def _media_parsers(sub) -> None:
     p.add_argument("--strength", type=_unit_interval, default=None,
                    help="how much to change, 0 (keep the clip) to 1 (ignore it) (default 0.9)")
     p.add_argument("--method", choices=EDITS, default="flowedit",
-                   help="flowedit (default): change what the prompt asks for and keep the rest; sdedit: noise "
-                        "the clip to the strength and remake it from there")
+                   help="flowedit (default): change what the prompt asks for and keep the rest, in first-order "
+                        "steps whatever --sampler says; sdedit: noise the clip to the strength and remake it "
+                        "from there with --sampler")
     _sampling_args(p, "out.mp4")
     p.set_defaults(func=cmd_edit)
 

@@ -22,7 +22,8 @@ from .samplers import ModelFn, _times
 
 def flow_edit(model_fn: ModelFn, source_fn: ModelFn, source: torch.Tensor, timesteps: torch.Tensor,
               cond: Any, source_cond: Any, noise: Callable[[], torch.Tensor], callback=None) -> torch.Tensor:
-    """The edit of clean latents `source` (B, C, T', H, W) along `timesteps` (t0 down to 0).
+    """The edit of clean latents `source` (B, C, T', H, W) along `timesteps` (t0 down to 0), in
+    Euler steps (each step draws its own noise, so a higher-order step would not be consistent).
 
     model_fn(x, t, cond) is the edit's velocity (guided by its prompt); source_fn(x, t,
     source_cond) the source's. noise() draws a fresh standard normal of source's shape for each
