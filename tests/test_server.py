@@ -447,7 +447,8 @@ def test_api_keys_are_required_and_keep_videos_apart(server, client):
     for asset in ("studio.js", "studio.css"):
         assert http("GET", f"{server.url}/studio/{asset}")[0] == 200
     # the studio's form offers every field of the create endpoint, and only those
-    fields = set(re.findall(r'<(?:input|select|textarea)\s[^>]*name="(\w+)"', page.decode()))
+    create = re.search(r'<form id="create">.*?</form>', page.decode(), re.S).group(0)
+    fields = set(re.findall(r'<(?:input|select|textarea)\s[^>]*name="(\w+)"', create))
     assert fields == {"prompt", "size", "seconds", "input_reference", *EXTRA_FIELDS}
     assert http("GET", server.url + "/info")[1]["auth"] is True
 

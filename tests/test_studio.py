@@ -87,15 +87,30 @@ def test_studio_submits_shows_progress_and_plays(page, server, tmp_path):
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
 
-    # a remix from its card, then a delete
-    cards.nth(0).locator(".remix input").fill("a green box slides to the right")
-    cards.nth(0).locator(".remix button").click()
-    page.wait_for_function("document.querySelectorAll('.card').length === 3", timeout=WAIT_MS)
-    assert "remix" in cards.nth(0).locator(".meta").text_content()
-    cards.nth(2).locator(".delete").click()
-    page.wait_for_function("document.querySelectorAll('.card').length === 2", timeout=WAIT_MS)
+    # a remix, an edit and an extension from a card, then a delete
+    def follow(card, action: str, prompt: str, count: int) -> None:
+        form = card.locator(".follow")
+        form.locator("select[name=action]").select_option(action)
+        form.locator("input").fill(prompt)
+        assert form.locator("button").text_content() == action.capitalize()
+        assert form.locator("select[name=seconds]").is_visible() == (action == "extend")
+        form.locator("button").click()
+        page.wait_for_function(f"document.querySelectorAll('.card').length === {count}", timeout=WAIT_MS)
+
+    follow(cards.nth(0), "remix", "a green box slides to the right", 3)
+    assert "from an earlier video" in cards.nth(0).locator(".meta").text_content()
+    follow(cards.nth(2), "edit", "a slow green ball falls and bounces", 4)  # the 4 s red ball, recoloured
+    follow(cards.nth(2), "extend", "the blue box keeps sliding", 5)  # the 1 s image-to-video clip, +2 s
+    page.wait_for_function("""() => { const v = [...document.querySelectorAll('.card video')];
+        return v.length === 5 && v.every(e => !e.hidden && e.readyState >= 2 && e.duration > 0) }""", timeout=WAIT_MS)
+    durations = page.eval_on_selector_all(".card video", "vs => vs.map(v => v.duration)")
+    assert durations[:2] == [pytest.approx(3, abs=0.2), pytest.approx(4, abs=0.2)]  # the extension, the edit
     listed = http("GET", server.url + "/v1/videos")[1]["data"]
-    assert [v["prompt"] for v in listed] == ["a green box slides to the right", "a blue box slides to the right"]
+    assert [v["prompt"] for v in listed[:2]] == ["the blue box keeps sliding", "a slow green ball falls and bounces"]
+    cards.nth(4).locator(".delete").click()
+    page.wait_for_function("document.querySelectorAll('.card').length === 4", timeout=WAIT_MS)
+    listed = http("GET", server.url + "/v1/videos")[1]["data"]
+    assert "a slow red ball falls and bounces" not in [v["prompt"] for v in listed]
 
 
 def test_studio_shows_the_servers_error(page):

@@ -8,6 +8,7 @@ const FAST_POLL_MS = 700;   // while a video is queued or rendering
 const SLOW_POLL_MS = 4000;  // otherwise: another tab or client may add videos
 const cards = new Map();    // video id -> {el, status, media}
 let pollTimer = null;
+let info = null;            // the server's /info: model, sizes, limits, whether it takes given frames
 
 class ApiError extends Error {}
 
@@ -42,7 +43,7 @@ function sizeChoices(info) {
     .map(([a, b]) => `${a}x${b}`).filter((s) => !seen.has(s) && seen.add(s));
 }
 
-function fillForm(info) {
+function fillForm() {
   $("#model").textContent = `${info.model} · ${info.size} at ${info.fps} fps`;
   const size = $("#size");
   for (const s of sizeChoices(info)) size.add(new Option(s === info.size ? `${s} (native)` : s, s));
@@ -90,7 +91,7 @@ function show(video, atTop = false) {
     const el = $("#card-template").content.firstElementChild.cloneNode(true);
     el.dataset.id = video.id;
     $(".delete", el).addEventListener("click", () => remove(video.id));
-    $(".remix", el).addEventListener("submit", (e) => remix(e, video.id));
+    setUpFollow($(".follow", el), video.id);
     card = { el, status: null, media: null };
     cards.set(video.id, card);
     const list = $("#videos");
@@ -99,7 +100,7 @@ function show(video, atTop = false) {
   const el = card.el;
   el.dataset.status = video.status;
   $(".prompt", el).textContent = video.prompt;
-  const remixed = video.remixed_from_video_id ? " · remix" : "";
+  const remixed = video.remixed_from_video_id ? " · from an earlier video" : "";
   $(".meta", el).textContent = `${video.size} · ${video.seconds} s · ${video.model}${remixed}`;
   showProvenance($(".provenance", el), video.provenance);
   $("progress", el).value = video.progress;
@@ -139,7 +140,7 @@ async function loadMedia(video, el) {
     link.href = url;
     link.download = `${video.id}.mp4`;
     link.hidden = false;
-    $(".remix", el).hidden = false;
+    $(".follow", el).hidden = false;
     return url;
   } catch (e) {
     const err = $(".error", el);
@@ -164,15 +165,45 @@ async function remove(id) {
   $("#empty").hidden = cards.size > 0;
 }
 
-async function remix(event, id) {
+// What a finished video can lead to: a remix (a new prompt, the same settings), an edit (the
+// video remade to a new prompt, its motion kept) or an extension (the video, then more of it).
+const FOLLOW = {
+  remix: { label: "Remix", placeholder: "remix: a new prompt", path: (id) => `/v1/videos/${id}/remix`,
+           fields: () => ({}) },
+  edit: { label: "Edit", placeholder: "edit: the video as it should be", path: () => "/v1/videos/edits",
+          fields: (id) => ({ video: { id } }) },
+  extend: { label: "Extend", placeholder: "extend: what happens next", path: () => "/v1/videos/extensions",
+            fields: (id, form) => ({ video: { id }, seconds: form.elements.seconds.value }) },
+};
+
+function setUpFollow(form, id) {
+  const { action, seconds } = form.elements;
+  const given = !info || info.image_to_video;  // edits and extensions need a model that takes given frames
+  for (const option of action.options) option.disabled = option.value !== "remix" && !given;
+  const limit = info ? info.max_seconds : 4;
+  for (const s of [1, 2, 4, 8].filter((s) => s <= limit)) seconds.add(new Option(`+${s} s`, s));
+  seconds.value = limit >= 2 ? "2" : seconds.options[0].value;
+  const update = () => {
+    const kind = FOLLOW[action.value];
+    $("button", form).textContent = kind.label;
+    form.elements.prompt.placeholder = kind.placeholder;
+    seconds.hidden = action.value !== "extend";
+  };
+  action.addEventListener("change", update);
+  update();
+  form.addEventListener("submit", (e) => follow(e, id));
+}
+
+async function follow(event, id) {
   event.preventDefault();
-  const input = event.target.elements.prompt;
+  const form = event.target;
+  const kind = FOLLOW[form.elements.action.value];
+  const body = { prompt: form.elements.prompt.value, ...kind.fields(id, form) };
   try {
-    const video = await (await api(`/v1/videos/${id}/remix`, {
-      method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ prompt: input.value }),
+    const video = await (await api(kind.path(id), {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     })).json();
-    input.value = "";
+    form.elements.prompt.value = "";
     show(video, true);
     schedule(FAST_POLL_MS);
   } catch (e) {
@@ -217,7 +248,8 @@ async function start() {
     refresh();
   });
   try {
-    fillForm(await (await fetch("/info")).json());
+    info = await (await fetch("/info")).json();
+    fillForm();
   } catch (e) {
     $("#model").textContent = `cannot reach the server: ${e.message}`;
   }
