@@ -74,6 +74,8 @@ def test_generate_with_the_trained_model(trained, tmp_path):
     (["--preset", "tiny", "--vae-steps", "0"], "--vae-steps must be at least 1"),
     (["--preset", "tiny", "--decoder-steps", "-1"], "--decoder-steps must be at least 0"),
     (["--preset", "tiny", "--dit-clips", "0"], "--dit-clips must be at least 1"),
+    (["--preset", "tiny", "--decoder-denoise", "1.5"], "--decoder-denoise is a flow time in [0, 1]"),
+    (["--preset", "tiny", "--stage", "decoder", "--decoder-denoise", "0.3"], "train it after the DiT"),
     (["--preset", "tiny", "--init", "no/such/model"], "no model folder"),
 ])
 def test_bad_train_arguments(tmp_path, args, message):
@@ -181,6 +183,25 @@ def test_a_model_folders_decoder_alone_is_fine_tuned_with_zero_dit_steps(trained
     res = run("train", "--preset", "tiny", "--init", trained / "model", "--steps", "0", "--decoder-steps", "0",
               "--out", tmp_path / "nothing")
     assert res.returncode == 2 and "nothing to train" in res.stderr
+
+
+def test_a_decoder_fine_tuned_on_the_dits_denoising_keeps_the_dit_and_encoder(trained, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+    out = tmp_path / "denoise"
+    res = run("train", "--preset", "tiny", "--init", trained / "model", "--steps", "0", "--decoder-steps", "3",
+              "--decoder-denoise", "0.3", "--seed", "3", "--out", out)
+    assert res.returncode == 0, res.stderr
+    base, more = (load_file(d / "model" / "model.safetensors") for d in (trained, out))
+    assert all(torch.equal(base[k], more[k]) for k in base if not k.startswith("vae.decoder."))
+    assert any(not torch.equal(base[k], more[k]) for k in base if k.startswith("vae.decoder."))
+    recipe = json.loads((out / "model" / "recipe.json").read_text())
+    assert recipe["train"]["decoder_denoise"] == 0.3 and recipe["decoder_eval"]["steps"] == 3
+    clean = tmp_path / "clean"  # the same run on the encoder's clean latents makes another decoder
+    res = run("train", "--preset", "tiny", "--init", trained / "model", "--steps", "0", "--decoder-steps", "3",
+              "--seed", "3", "--out", clean)
+    assert res.returncode == 0, res.stderr
+    assert (clean / "model" / "model.safetensors").read_bytes() != (out / "model" / "model.safetensors").read_bytes()
 
 
 def test_a_model_folder_of_another_architecture_cannot_be_continued(trained, tmp_path):

@@ -198,3 +198,56 @@ def test_the_ema_tracks_the_model_through_warm_up_then_averages_ever_longer():
     for s in range(201, 1201):
         left *= ema_decay_at(s, 200, 0.999)
     assert left < 0.01
+
+
+class OracleDiT(torch.nn.Module):
+    """A 'DiT' that knows the clean latents x0: its velocity (x_t - x0) / t denoises exactly."""
+
+    def __init__(self, x0):
+        super().__init__()
+        self.x0, self.w = x0, torch.nn.Parameter(torch.ones(()))
+        self.seen = []
+
+    def forward(self, x, t, tokens, mask):
+        self.seen.append((x.shape[0], tokens.shape[0]))
+        tt = t.view(-1, 1, 1, 1, 1)
+        return torch.where(tt > 0, (x - self.x0.repeat(x.shape[0] // self.x0.shape[0], 1, 1, 1, 1)) / tt.clamp_min(1e-9),
+                           torch.zeros_like(x))
+
+
+def fake_text(prompts):
+    """Token embeddings padded to the longest prompt, as the text encoder pads."""
+    m = max(1, max(len(p) for p in prompts))
+    mask = torch.tensor([[i < max(1, len(p)) for i in range(m)] for p in prompts])
+    return torch.randn(len(prompts), m, 8) * mask[..., None], mask
+
+
+def test_the_decoder_learns_the_dits_one_step_denoising_of_noised_latents():
+    """dit_denoiser hands the decoder x_t - t v (the sampler's last clean estimate) for latents noised
+    to t ~ U(0, t_max), in the DiT's normalised space; guided by each caption against the empty prompt;
+    each process draws the noise of its own rows of the global batch."""
+    from framecast.train.losses import dit_denoiser
+    z = torch.randn(4, 3, 2, 4, 4) * 2 + 1  # raw latents; the DiT works on (z - 1) / 2
+    norm, denorm = (lambda x: (x - 1) / 2), (lambda x: x * 2 + 1)
+    caps = ["a red ball", "a blue box falls", "", "two triangles"]
+    oracle = OracleDiT(norm(z))
+    refine = dit_denoiser(oracle, fake_text, norm, denorm, 0.3, 2.5, CPU)
+    out = refine(z, caps, torch.Generator().manual_seed(0), (0, 4, 4))
+    assert torch.allclose(out, z, atol=1e-4)  # a perfect DiT gives the clean latents back
+    assert oracle.seen == [(8, 8)]  # one batch: captions, then the empty prompt for guidance
+
+    blind = OracleDiT(torch.zeros_like(z))  # velocity x_t / t: its estimate is 0, whatever the noise
+    refine = dit_denoiser(blind, fake_text, norm, denorm, 0.3, 1.0, CPU)
+    out = refine(z, caps, torch.Generator().manual_seed(0), (0, 4, 4))
+    assert torch.allclose(out, denorm(torch.zeros_like(z)), atol=1e-4) and blind.seen == [(4, 4)]  # scale 1: no guidance
+
+    noisy = OracleDiT(torch.zeros_like(z))
+    noisy.forward = lambda x, t, tokens, mask: torch.zeros_like(x)  # no velocity: the estimate is x_t itself
+    refine = dit_denoiser(noisy, fake_text, norm, denorm, 0.3, 1.0, CPU)
+    whole = refine(z, caps, torch.Generator().manual_seed(5), (0, 4, 4))
+    err = (norm(whole) - norm(z)).flatten(1).abs().mean(1)  # t (x0 - noise) per clip: t drawn in [0, 0.3)
+    assert (err > 0).all() and (err < 0.3 * 2).all() and not torch.allclose(whole, z)
+    halves = [refine(z[a:b], caps[a:b], torch.Generator().manual_seed(5), (a, b, 4)) for a, b in ((0, 1), (1, 4))]
+    assert torch.equal(torch.cat(halves), whole)  # two processes draw what one does
+    none = dit_denoiser(noisy, fake_text, norm, denorm, 0.0, 1.0, CPU)(z, caps, torch.Generator(), (0, 4, 4))
+    assert torch.allclose(none, z, atol=1e-5)  # t_max 0: the clean latents

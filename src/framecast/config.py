@@ -112,6 +112,9 @@ class TrainConfig:
     decoder_crop: tuple[int, int, int] | None = None  # windows the decoder fine-tunes on (uniformly drawn)
     decoder_edge_weight: float = 0.0  # weight of the L1 between spatial gradients while fine-tuning the decoder
     decoder_motion_weight: float = 0.0  # weight of the L1 between frame-to-frame changes while fine-tuning it
+    # The decoder fine-tunes on the DiT's one-step denoising of its latents noised to flow times
+    # U(0, this), as the sampler's last step hands it (train/losses.py dit_denoiser); 0: clean latents
+    decoder_denoise: float = 0.0
     dit_steps: int = 10000
     dit_weights: tuple[float, ...] | None = None  # the buckets' weights in the DiT stage (default: as in `buckets`)
     dit_clips: int | None = None  # clips per bucket whose latents the DiT trains on (None: all; caching costs)
@@ -146,10 +149,11 @@ EDITS = ("flowedit", "sdedit")  # how an edit is made (pipeline.Given.edit, flow
 # Settings only the model folder reads (sampling defaults): a resumed run may change them any time.
 MODEL_FOLDER_SETTINGS = ("sample_steps", "guidance", "sampler", "best_of")
 # Settings only the decoder fine-tuning reads: a run may change them until that stage starts.
-DECODER_SETTINGS = ("decoder_steps", "decoder_lr", "decoder_crop", "decoder_edge_weight", "decoder_motion_weight")
+DECODER_SETTINGS = ("decoder_steps", "decoder_lr", "decoder_crop", "decoder_edge_weight", "decoder_motion_weight",
+                    "decoder_denoise")
 # Settings added to the recipe after runs were made, with the value those runs used (their
 # train.json lacks them): such a run resumes as it was.
-LATER_SETTINGS = {"decoder_motion_weight": 0.0}
+LATER_SETTINGS = {"decoder_motion_weight": 0.0, "decoder_denoise": 0.0}
 # Settings only the DiT stage reads: a run may change them until its DiT starts.
 DIT_SETTINGS = ("dit_steps", "dit_weights", "dit_clips", "cond_prob", "batch_size", "lr", "grad_accum", "caption_dropout",
                 "prompt_prob", "time_shift", "time_uniform")

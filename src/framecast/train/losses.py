@@ -18,6 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..flow.guidance import cfg
 from ..flow.objective import flow_loss, interpolate, sample_times
 from ..flow.schedules import resolution_shift
 from .distributed import global_sum
@@ -95,15 +96,17 @@ def motion_error(recon: torch.Tensor, video: torch.Tensor, weight: torch.Tensor)
 
 def vae_loss_fn(kl_weight: float, device: torch.device, crop: tuple[int, int, int] | None = None,
                 fg_weight: float = 0.0, decoder_only: bool = False, crop_tries: int = 4, edge_weight: float = 0.0,
-                motion_weight: float = 0.0):
+                motion_weight: float = 0.0, refine=None):
     """L1 + MSE reconstruction (foreground pixels weighted 1 + fg_weight: small objects are a
     sliver of each frame, and a VAE that blurs them away still scores well on the mean) + KL,
     + edge_weight times the L1 between spatial gradients (edge_error: sharp edges)
     + motion_weight times the L1 between frame-to-frame changes (motion_error: smooth motion).
 
     decoder_only: the encoder is frozen and its posterior mean decoded (what the DiT models),
-    for fine-tuning the decoder after the latents are fixed. crop_tries: windows drawn per clip,
-    the one with the most foreground kept (1: uniform windows, backgrounds as often as they are).
+    for fine-tuning the decoder after the latents are fixed; refine (decoder_only): what the
+    decoder is given in place of that mean, refine(z, captions, generator, rows) -> z (say
+    dit_denoiser's). crop_tries: windows drawn per clip, the one with the most foreground kept
+    (1: uniform windows, backgrounds as often as they are).
     """
 
     def loss_fn(vae, batch, generator):
@@ -118,6 +121,8 @@ def vae_loss_fn(kl_weight: float, device: torch.device, crop: tuple[int, int, in
         if decoder_only:
             with torch.no_grad():
                 z, kl = vae.encode(video).mean, torch.zeros(())
+                if refine is not None:
+                    z = refine(z, batch["caption"], generator, batch_rows(batch, video.shape[0]))
         else:
             post = vae.encode(video)
             z, kl = post.sample(generator), post.kl()
@@ -150,6 +155,8 @@ def vae_loss_fn(kl_weight: float, device: torch.device, crop: tuple[int, int, in
         if decoder_only:
             with torch.no_grad():
                 z, kl = vae.encode(video).mean, torch.zeros(())
+                if refine is not None:
+                    z = refine(z, batch["caption"], generator, (start, stop, total))
         else:
             post = vae.encode(video)
             noise = torch.randn((total, *post.mean.shape[1:]), generator=generator)[start:stop]  # as Posterior.sample
@@ -168,6 +175,35 @@ def vae_loss_fn(kl_weight: float, device: torch.device, crop: tuple[int, int, in
         logs = {**({"edge": edge_g} if edge_weight else {}), **({"motion": motion_g} if motion_weight else {})}
         return loss, {"l1": l1_g, "kl": kl_g, "psnr": psnr, **logs, "items": total}
     return loss_fn
+
+
+def dit_denoiser(dit, text, normalize, denormalize, t_max: float, scale: float, device: torch.device):
+    """What the sampler's last step hands the decoder: refine(z, captions, generator, rows) -> the
+    DiT's clean estimate x_t - t v of latents z (B, C, T', h, w) noised to flow times t ~ U(0, t_max),
+    guided by each clip's caption at `scale`. A decoder fine-tuned on these (vae_loss_fn's refine)
+    learns the DiT's slightly-off latents, as LTX-Video's decoder finishes the denoising; the DiT
+    and text encoder stay frozen. rows (start, stop, total): this rank's rows of the global batch,
+    whose draws every rank makes alike."""
+    param = next(dit.parameters())
+
+    def model_fn(x, t, cond):
+        tokens, mask = cond
+        return dit(x.to(param.dtype), t, tokens.to(device, param.dtype), mask.to(device)).float()
+
+    velocity = cfg(model_fn, scale)
+
+    def refine(z, captions, generator, rows):
+        start, stop, total = rows
+        t = (torch.rand(total, generator=generator) * t_max)[start:stop].to(device)  # (B,)
+        noise = torch.randn((total, *z.shape[1:]), generator=generator)[start:stop].to(device)
+        x_t = interpolate(normalize(z.float()), noise, t.view(-1, 1, 1, 1, 1))
+        b = z.shape[0]
+        tokens, mask = text([*captions, ""])  # (B + 1, M, D), (B + 1, M): the empty prompt last, padded alike
+        neg = (tokens[b:].expand(b, -1, -1), mask[b:].expand(b, -1))
+        v = velocity(x_t, t, ((tokens[:b], mask[:b]), neg))
+        return denormalize(x_t - t.view(-1, 1, 1, 1, 1) * v).to(z.dtype)
+
+    return refine
 
 
 def choose_text(batch: dict, generator: torch.Generator, prompt_prob: float, dropout: float,

@@ -40,7 +40,7 @@ from ..world.export import clip_seed
 from . import distributed
 from .data import Bucket, LatentStream, MixedStream, ShardStream, cache_latents, latent_stats, parse_buckets
 from .distributed import Dist
-from .losses import dit_loss_fn, vae_loss_fn
+from .losses import dit_denoiser, dit_loss_fn, vae_loss_fn
 from .trainer import LoopConfig, Trainer, existing_checkpoint, load_ema_weights
 
 
@@ -122,12 +122,14 @@ def vae_psnr(vae: VideoVAE, bucket: Bucket, clips: int = 16, seed: int = 10**6) 
 
 
 def settings_for(preset_name: str, steps: int | None, batch_size: int | None, vae_steps: int | None = None,
-                 decoder_steps: int | None = None, dit_clips: int | None = None, init: bool = False) -> TrainConfig:
-    """The preset's recipe with the step counts and batch size a run overrides (None: the preset's).
+                 decoder_steps: int | None = None, dit_clips: int | None = None, init: bool = False,
+                 decoder_denoise: float | None = None) -> TrainConfig:
+    """The preset's recipe with the step counts, batch size and decoder denoising a run overrides
+    (None: the preset's).
     A run that continues a model folder (`init`) may train its DiT 0 steps: its decoder alone."""
     tc = TRAIN_PRESETS[preset_name]
     given = {"dit_steps": steps, "batch_size": batch_size, "vae_steps": vae_steps, "decoder_steps": decoder_steps,
-             "dit_clips": dit_clips}
+             "dit_clips": dit_clips, "decoder_denoise": decoder_denoise}
     tc = replace(tc, **{k: v for k, v in given.items() if v is not None})
     if tc.batch_size < 1 or tc.vae_steps < 1 or (tc.dit_clips is not None and tc.dit_clips < 1):
         raise ValueError("VAE steps, DiT clips and batch size must be at least 1")
@@ -135,6 +137,8 @@ def settings_for(preset_name: str, steps: int | None, batch_size: int | None, va
         raise ValueError("DiT steps must be at least 1 (0 only with --init, to keep its DiT as it is)")
     if tc.decoder_steps < 0:
         raise ValueError("decoder steps must be at least 0")
+    if not 0.0 <= tc.decoder_denoise <= 1.0:
+        raise ValueError(f"decoder denoising is a flow time in [0, 1], got {tc.decoder_denoise}")
     if tc.dit_steps == 0 and tc.decoder_steps == 0:
         raise ValueError("nothing to train: with --steps 0 (the DiT kept as it is) give --decoder-steps")
     return tc
@@ -189,15 +193,28 @@ def train_vae(cfg: VAEConfig, tc: TrainConfig, roots: list[Path], weights: list[
 
 
 def train_decoder(vae: VideoVAE, tc: TrainConfig, roots: list[Path], weights: list[float], out: Path, seed: int,
-                  device: torch.device, progress: bool, d: Dist = SINGLE, fsdp: bool = False) -> VideoVAE:
+                  device: torch.device, progress: bool, d: Dist = SINGLE, fsdp: bool = False,
+                  dit: DiT | None = None, text: TextEncoder | None = None,
+                  stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> VideoVAE:
     """Fine-tune the VAE decoder alone, the encoder frozen (as Stable Diffusion's ft-MSE decoder):
     sharper frames from the very latents the DiT models, so it can run beside or after the DiT
-    stage without invalidating it. Returns the VAE with the decoder's EMA weights."""
+    stage without invalidating it. With tc.decoder_denoise the latents are the DiT's one-step
+    denoising of them (losses.dit_denoiser), so it needs the trained DiT, its text encoder and
+    latent normalisation (mean, std). Returns the VAE with the decoder's EMA weights."""
     model = copy.deepcopy(vae).train()
     model.decoder.requires_grad_(True)
     model.encoder.requires_grad_(False)
+    refine = None
+    if tc.decoder_denoise > 0:
+        if dit is None or text is None or stats is None:
+            raise ValueError("decoder_denoise fine-tunes the decoder on the DiT's denoising: train it after the "
+                             "DiT (not with --stage decoder)")
+        mean, std = (s.view(1, -1, 1, 1, 1).float().to(device) for s in stats)
+        dit = dit.to(device).eval().requires_grad_(False)
+        refine = dit_denoiser(dit, text, lambda z: (z - mean) / std, lambda z: z * std + mean, tc.decoder_denoise,
+                              tc.guidance, device)
     loss = vae_loss_fn(0.0, device, tc.decoder_crop, tc.vae_fg_weight, decoder_only=True, crop_tries=1,
-                       edge_weight=tc.decoder_edge_weight, motion_weight=tc.decoder_motion_weight)
+                       edge_weight=tc.decoder_edge_weight, motion_weight=tc.decoder_motion_weight, refine=refine)
     return _train_autoencoder("decoder", model, loss, tc.decoder_steps, tc.decoder_lr, tc, roots, weights, out,
                               seed + 1, device, progress, d, fsdp)
 
@@ -246,7 +263,8 @@ def load_ema(model: torch.nn.Module, ckpt: Path, device: torch.device) -> tuple[
 
 
 def train(preset_name: str, out: str | Path, steps: int | None = None, batch_size: int | None = None,
-          vae_steps: int | None = None, decoder_steps: int | None = None, dit_clips: int | None = None, seed: int = 0,
+          vae_steps: int | None = None, decoder_steps: int | None = None, dit_clips: int | None = None,
+          decoder_denoise: float | None = None, seed: int = 0,
           resume: bool = False, data: str | Path | None = None, stage: str = "all",
           progress: bool = True, fsdp: bool = False, init: str | Path | None = None) -> Path:
     """Run a preset's recipe (stage "all", or "vae" alone); returns the model folder or, for
@@ -265,7 +283,8 @@ def train(preset_name: str, out: str | Path, steps: int | None = None, batch_siz
     if init is not None and stage in ("vae", "decoder"):
         raise ValueError(f"--init continues from a trained VAE: there is no --stage {stage} to run")
     model_cfg = preset(preset_name)
-    tc = settings_for(preset_name, steps, batch_size, vae_steps, decoder_steps, dit_clips, init=init is not None)
+    tc = settings_for(preset_name, steps, batch_size, vae_steps, decoder_steps, dit_clips, init=init is not None,
+                      decoder_denoise=decoder_denoise)
     with distributed.session() as d:
         for what, size in (("--batch-size", tc.batch_size), ("the VAE batch size", tc.vae_batch_size)):
             if size < d.world_size:
@@ -339,7 +358,7 @@ def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume
                                        fsdp, init=base)
         dit_step = tc.dit_steps
         if tc.decoder_steps > 0:  # after the DiT, which never reads the decoder
-            vae = train_decoder(vae, tc, roots, weights, out, seed, device, progress, d, fsdp)
+            vae = train_decoder(vae, tc, roots, weights, out, seed, device, progress, d, fsdp, dit, text, (mean, std))
         if not d.main:
             distributed.barrier()
             return out / "model"
