@@ -15,7 +15,8 @@ rendered at the model's size and frame rate, and then:
 - edit: `framecast edit IN.mp4 PROMPT'` where PROMPT' gives the first object another colour; the
   edited clip against PROMPT' (target: passes), and how far the object's path strays from the
   source's (its centre in the new colour against the old, in frame heights: "same motion");
-- text-to-image: `framecast image PROMPT`; alignment of the still (target: passes).
+- text-to-image: `framecast image PROMPT`; alignment of the still against the prompt as written
+  (target: passes; the scene's other attributes, a background the prompt does not name, are not asked).
 
 Every output is the CLI's own file (mp4 with provenance, or png), decoded as a user would.
 Writes OUT/summary.json and prints a markdown table.
@@ -115,7 +116,8 @@ def one_case(i: int, model: list[str], size: tuple[int, int], fps: float, second
 
     cli("image", clip.prompt, "-o", str(d / "still.png"), *seed, *model)
     still = np.asarray(Image.open(d / "still.png").convert("RGB"))[None]
-    row["t2i_alignment"] = passed(still, fps, clip.scene, ("alignment",))["alignment"]
+    # judged against the prompt: the still cannot know what the scene has and the prompt does not say
+    row["t2i_alignment"] = passed(still, fps, parse_prompt(clip.prompt), ("alignment",))["alignment"]
     return row
 
 
