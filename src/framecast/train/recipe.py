@@ -192,6 +192,10 @@ def train_vae(cfg: VAEConfig, tc: TrainConfig, roots: list[Path], weights: list[
                               device, progress, d, fsdp)
 
 
+DENOISE_NEEDS_DIT = ("decoder_denoise fine-tunes the decoder on the DiT's denoising: train it after the DiT "
+                     "(not with --stage decoder)")
+
+
 def train_decoder(vae: VideoVAE, tc: TrainConfig, roots: list[Path], weights: list[float], out: Path, seed: int,
                   device: torch.device, progress: bool, d: Dist = SINGLE, fsdp: bool = False,
                   dit: DiT | None = None, text: TextEncoder | None = None,
@@ -207,8 +211,7 @@ def train_decoder(vae: VideoVAE, tc: TrainConfig, roots: list[Path], weights: li
     refine = None
     if tc.decoder_denoise > 0:
         if dit is None or text is None or stats is None:
-            raise ValueError("decoder_denoise fine-tunes the decoder on the DiT's denoising: train it after the "
-                             "DiT (not with --stage decoder)")
+            raise ValueError(DENOISE_NEEDS_DIT)
         mean, std = (s.view(1, -1, 1, 1, 1).float().to(device) for s in stats)
         dit = dit.to(device).eval().requires_grad_(False)
         refine = dit_denoiser(dit, text, lambda z: (z - mean) / std, lambda z: z * std + mean, tc.decoder_denoise,
@@ -285,6 +288,8 @@ def train(preset_name: str, out: str | Path, steps: int | None = None, batch_siz
     model_cfg = preset(preset_name)
     tc = settings_for(preset_name, steps, batch_size, vae_steps, decoder_steps, dit_clips, init=init is not None,
                       decoder_denoise=decoder_denoise)
+    if stage == "decoder" and tc.decoder_denoise > 0:  # before any data is rendered
+        raise ValueError(DENOISE_NEEDS_DIT)
     with distributed.session() as d:
         for what, size in (("--batch-size", tc.batch_size), ("the VAE batch size", tc.vae_batch_size)):
             if size < d.world_size:
