@@ -21,18 +21,13 @@ import re
 import time
 from pathlib import Path
 
+from heldout_eval import SETS  # benchmarks/, beside this script
 from PIL import Image
 
+from framecast.cli import read_prompts
 from framecast.evaluate import evaluate_clip
 from framecast.pipeline import Framecast, SampleOptions, generate_image
 from framecast.world.parse import parse_prompt
-
-PROMPTS = Path(__file__).resolve().parent / "prompts"
-SETS = {"world": PROMPTS / "heldout_world.txt", "paraphrases": PROMPTS / "heldout_paraphrases.txt"}
-
-
-def read_prompts(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
 
 
 def reason(failure: str) -> str:
