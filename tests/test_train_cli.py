@@ -207,3 +207,15 @@ def test_a_decoder_fine_tuned_on_the_dits_denoising_keeps_the_dit_and_encoder(tr
 def test_a_model_folder_of_another_architecture_cannot_be_continued(trained, tmp_path):
     res = run("train", "--preset", "default", "--init", trained / "model", "--out", tmp_path / "x")
     assert res.returncode == 2 and "another architecture" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_training_needs_no_video_codec_library(tmp_path):
+    # a training node renders world data and trains without PyAV (ffmpeg): only mp4 files need it
+    code = ("import sys; sys.modules['av'] = None\n"
+            "from framecast.train.recipe import train\n"
+            "from framecast.world.dataset import WorldDataConfig, write_world_shards\n"
+            f"write_world_shards({str(tmp_path / 'w')!r}, WorldDataConfig(n=2, seconds=0.5, fps=8, width=32, height=32,"
+            " shard_size=2), workers=1, progress=False)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "w" / "index.json").is_file()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -70,6 +69,8 @@ def _describe(mode: str) -> str:
 
 def read_clip(path: str | Path) -> tuple[np.ndarray, float]:
     """A video file -> (T, H, W, 3) uint8 RGB frames (T >= 1) and its frame rate (0 if unknown)."""
+    import av  # here, not at the top: the pipeline (and training, which reads no files) imports this module
+
     path = Path(path)
     _readable(path)
     if path.stat().st_size == 0:

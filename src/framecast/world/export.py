@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..video.io import write_mp4
 from .clip import Clip, check_clip_args, make_clip
 
 
@@ -23,6 +22,8 @@ def clip_seed(seed: int, index: int) -> int:
 
 
 def save_clip(clip: Clip, out: Path, name: str) -> Path:
+    from ..video.io import write_mp4  # PyAV only where mp4s are written: training data needs none
+
     write_mp4(out / f"{name}.mp4", clip.frames, clip.fps)
     (out / f"{name}.json").write_text(json.dumps(clip.meta(), indent=2) + "\n")
     return out / f"{name}.mp4"
