@@ -1,11 +1,13 @@
 """`framecast bench`: the report through the real CLI entry at a tiny size, and the FLOP count."""
 
+import dataclasses
 import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
@@ -56,9 +58,10 @@ def test_bench_rejects_bad_options():
         assert res.returncode == 2 and message in res.stderr, (args, res.stderr)
 
 
-def test_flop_count_matches_torch():
+@pytest.mark.parametrize("head", [0, 6])
+def test_flop_count_matches_torch(head):
     """The analytic count equals torch's FLOP counter (SDPA in its math form, which it can count)."""
-    cfg = PRESETS["tiny"].dit
+    cfg = dataclasses.replace(PRESETS["tiny"].dit, head_channels=head)
     dit = DiT(cfg).eval()
     for t in (torch.rand(2), torch.rand(2, 5)):  # one time per clip, one per latent frame
         x, text = torch.randn(2, cfg.latent_channels, 5, 4, 6), torch.randn(2, 7, cfg.text_dim)

@@ -157,3 +157,26 @@ def test_dit_per_frame_times_match_one_time_per_clip_and_condition_frame_by_fram
     assert not torch.allclose(mixed[0], whole[0], atol=1e-4) and torch.allclose(mixed[1], whole[1], atol=1e-5)
     with pytest.raises(ValueError, match="per-frame times"):
         dit(x, torch.rand(2, 2), text)
+
+
+def test_dit_head_starts_as_the_dit_without_it_and_then_refines_each_cell():
+    torch.manual_seed(0)
+    plain = DiT(TINY.dit)
+    for p in plain.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    headed = DiT(replace(TINY.dit, head_channels=8))
+    missing, unexpected = headed.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("head.") for k in missing)
+    x, text = torch.randn(2, 4, 3, 8, 8), torch.randn(2, 5, 384)
+    t = torch.tensor([0.3, 0.8])
+    assert torch.equal(headed(x, t, text), plain(x, t, text))  # its last convolution starts at zero
+    torch.nn.init.normal_(headed.head.net[-1].weight, std=0.05)
+    v = headed(x, t, text)
+    assert v.shape == x.shape and not torch.allclose(v, plain(x, t, text), atol=1e-4)
+    assert torch.allclose(v, headed(x, t[:, None].expand(2, 3), text), atol=1e-5)  # per-frame times, same values
+    # the head sees the noisy latents cell by cell: a change in one cell moves the velocity
+    # around it even where the transformer's patch token is the same
+    y = x.clone()
+    y[:, :, 1, 3, 3] += 1.0
+    diff = (headed(y, t, text) - v).abs().sum(dim=(0, 1))  # (T, H, W)
+    assert diff[1, 3, 3] > 0 and diff[1, 7, 7] < diff[1, 3, 3]

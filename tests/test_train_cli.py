@@ -219,3 +219,39 @@ def test_training_needs_no_video_codec_library(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "w" / "index.json").is_file()
+
+
+def test_a_model_folder_without_the_presets_head_grows_one_and_trains_on_your_folders(tmp_path):
+    # runs 1-7 of the default model had no convolutional head; continuing such a folder grows the
+    # head at zero, so the run starts from exactly the folder's model. Your own shard folders
+    # (--data) train with equal weights, not the preset's weights of its world buckets.
+    import dataclasses
+
+    import torch
+    from safetensors.torch import load_file
+
+    from framecast.config import PRESETS
+    from framecast.models.text import TextEncoder
+    from framecast.pipeline import Framecast, ModelMeta
+    from framecast.world.dataset import WorldDataConfig, write_world_shards
+
+    default = PRESETS["default"]
+    assert default.dit.head_channels > 0
+    headless = dataclasses.replace(default, dit=dataclasses.replace(default.dit, head_channels=0))
+    torch.manual_seed(0)
+    meta = ModelMeta(fps=12.0, width=64, height=64, steps=2, latent_mean=[0.0] * 8, latent_std=[1.0] * 8)
+    base = Framecast(headless, meta, text=TextEncoder())
+    base.save(tmp_path / "base")
+    write_world_shards(tmp_path / "data", WorldDataConfig(n=4, seconds=17 / 12, fps=12, width=64, height=64,
+                                                          frames=17, shard_size=4), workers=1, progress=False)
+    out = tmp_path / "grown"
+    res = run("train", "--preset", "default", "--init", tmp_path / "base", "--data", tmp_path / "data",
+              "--steps", "2", "--batch-size", "2", "--decoder-steps", "0", "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert Framecast.load(out / "model").config == default
+    before, after = (load_file(d / "model.safetensors") for d in (tmp_path / "base", out / "model"))
+    assert all(k in after for k in before) and all(torch.equal(before[k], after[k]) for k in before if k.startswith("vae."))
+    head = [k for k in after if k.startswith("dit.head.")]
+    assert head and not any(k in before for k in head)
+    assert after["dit.head.net.4.weight"].abs().max() > 0  # grown at zero, then trained
+    assert json.loads((out / "train.json").read_text())["dit_weights"] is None

@@ -109,7 +109,8 @@ def dit_forward_flops(cfg: DiTConfig, x_shape: tuple[int, ...], text_tokens: int
     text projection, and per block the adaLN modulation, self-attention (q, kv, out projections;
     QK^T and AV over all token pairs), cross-attention (q and out on the video tokens, kv on the
     text tokens, QK^T and AV against every text token: the mask removes none of that work) and
-    the MLP. Norms, RoPE, softmax, GELU, biases and residuals are left out, as MFU counts do.
+    the MLP; and the convolutional head's three 3x3x3 convolutions over every latent cell. Norms,
+    RoPE, softmax, GELU, biases and residuals are left out, as MFU counts do.
     frame_groups: 1, or latent frames / pt when times are given per frame (conditioning)."""
     b, c, t, h, w = x_shape
     pt, ph, pw = cfg.patch_size
@@ -122,7 +123,9 @@ def dit_forward_flops(cfg: DiTConfig, x_shape: tuple[int, ...], text_tokens: int
     rest = (2 * n * patch_dim * d * 2  # patch in and out
             + 2 * f * d * d * 2 + 2 * f * d * 2 * d  # timestep MLP, output modulation
             + 2 * m * cfg.text_dim * d)  # text projection
-    return b * (cfg.depth * block + rest)
+    k = cfg.head_channels
+    head = 2 * 27 * t * h * w * ((2 * c + 1) * k + k * k + k * c)  # ConvHead: velocity, latents, time -> k -> k -> c
+    return b * (cfg.depth * block + rest + head)
 
 
 class Timer:

@@ -34,6 +34,7 @@ class DiTConfig:
     mlp_ratio: float = 4.0
     text_dim: int = 384  # all-MiniLM-L6-v2 token embeddings
     rope_theta: float = 10000.0
+    head_channels: int = 0  # hidden channels of the convolutional head at latent resolution (0: none)
 
     @property
     def head_dim(self) -> int:
@@ -70,12 +71,13 @@ PRESETS: dict[str, ModelConfig] = {
     ),
     # 4x spatial compression (a small 8-pixel object spans 2x2 latent cells, its shape survives),
     # a receptive field of 5 latent frames that the VAE's 17-frame training windows cover, and
-    # the DiT on 4x4-cell patches: 208 tokens for a 4 s 64x64 clip
+    # the DiT on 4x4-cell patches (208 tokens for a 4 s 64x64 clip) with a convolutional head
+    # that refines each latent cell from its neighbourhood (models/dit.py ConvHead)
     "default": ModelConfig(
         VAEConfig(latent_channels=8, base_channels=24, channel_mults=(1, 2, 4), temporal_down=(True, True),
                   time_blocks=1),
-        DiTConfig(latent_channels=8, patch_size=(1, 4, 4), dim=256, depth=6, heads=4),
-    ),  # 10.7M parameters (DiT 9.1M, VAE 1.6M): about 21 MB as fp16, under the shipped model's 30 MB
+        DiTConfig(latent_channels=8, patch_size=(1, 4, 4), dim=256, depth=6, heads=4, head_channels=64),
+    ),  # 10.9M parameters (DiT 9.3M, VAE 1.6M): about 22 MB as fp16, under the shipped model's 30 MB
     # the first CPU run (8x spatial, long temporal receptive field): shapes blur into balls
     "default-v3": ModelConfig(
         VAEConfig(latent_channels=8, base_channels=24, channel_mults=(1, 2, 4, 4)),

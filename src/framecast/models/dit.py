@@ -3,7 +3,8 @@
 Latents (B, C, T, H, W) are cut into (pt, ph, pw) patches, one token each, with 3-axis RoPE
 over the (t, h, w) patch grid, so any duration, size and aspect ratio uses the same weights.
 Each block: adaLN-zero modulated full self-attention over all spacetime tokens, cross-attention
-to the text tokens, and an MLP.
+to the text tokens, and an MLP. An optional convolutional head (`head_channels`) then refines
+the velocity cell by cell from the noisy latents around it (ConvHead).
 
 The flow time may differ per latent frame (t of shape (B, T')): given frames ride along clean at
 t = 0 while the rest are denoised, which is how one set of weights does image-to-video,
@@ -70,6 +71,31 @@ class DiTBlock(nn.Module):
         return x + gate(self.mlp(modulate(self.norm2(x), shift2, scale2)), gate2)
 
 
+class ConvHead(nn.Module):
+    """A residual on the velocity at latent resolution, from 3x3x3 convolutions over the
+    transformer's velocity, the noisy latents and the flow time of each cell.
+
+    A token decodes its whole patch (4x4 latent cells in the default preset) through one linear
+    map, and the noisy latents reach the output only through that patch's token. The head gives
+    each cell its neighbourhood at full resolution, as a U-Net's outermost skip does. Its last
+    convolution starts at zero, so a DiT given a head starts as the DiT without one.
+    """
+
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv3d(2 * channels + 1, hidden, 3, padding=1), nn.SiLU(),
+                                 nn.Conv3d(hidden, hidden, 3, padding=1), nn.SiLU(),
+                                 nn.Conv3d(hidden, channels, 3, padding=1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, v: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """v, x (B, C, T, H, W); t (B, T) per latent frame -> v refined, (B, C, T, H, W)."""
+        b, _, frames, h, w = x.shape
+        tmap = t.to(x.dtype)[:, None, :, None, None].expand(b, 1, frames, h, w)
+        return v + self.net(torch.cat([v, x.to(v.dtype), tmap.to(v.dtype)], 1)).to(v.dtype)
+
+
 class DiT(nn.Module):
     def __init__(self, cfg: DiTConfig):
         super().__init__()
@@ -86,6 +112,7 @@ class DiT(nn.Module):
         for layer in (self.out_modulation, self.patch_out):  # start as a zero velocity
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        self.head = ConvHead(cfg.latent_channels, cfg.head_channels) if cfg.head_channels else None
 
     def grid(self, shape: tuple[int, ...]) -> tuple[int, int, int]:
         """Patch grid (T/pt, H/ph, W/pw) of a latent shape (..., T, H, W)."""
@@ -103,6 +130,7 @@ class DiT(nn.Module):
         patch must share it).
         """
         grid = self.grid(x.shape)
+        times = t
         rope = rope_rotations(rope_angles(grid, self.cfg.rope_dims, self.cfg.rope_theta, device=x.device))  # (N, D_head/2) complex
         tokens = self.patch_in(patchify(x, self.cfg.patch_size))  # (B, N, D)
         t = self.frame_times(t, x.shape[0], x.shape[2])  # (B, F), F = 1 or T/pt
@@ -112,7 +140,12 @@ class DiT(nn.Module):
             tokens = block(tokens, c, ctx, text_mask, rope)
         shift, scale = self.out_modulation(nn.functional.silu(c)).float().chunk(2, dim=-1)  # (B, F, D) each
         tokens = modulate(self.norm_out(tokens), shift, scale)
-        return unpatchify(self.patch_out(tokens), self.cfg.patch_size, grid)
+        v = unpatchify(self.patch_out(tokens), self.cfg.patch_size, grid)
+        if self.head is None:
+            return v
+        if times.dim() == 1:
+            times = times[:, None].expand(x.shape[0], x.shape[2])
+        return self.head(v, x, times)
 
     def frame_times(self, t: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
         """Flow times as (B, 1) for a whole clip or (B, T/pt) per temporal patch."""

@@ -248,8 +248,9 @@ def train_dit(cfg: DiTConfig, tc: TrainConfig, vae: VideoVAE, text: TextEncoder,
     loss = dit_loss_fn(lambda z: (z - mean_b) / std_b, text([""]), device, tc.prompt_prob, tc.caption_dropout,
                        tc.cond_prob, tc.time_shift, tc.time_uniform)
     dit = DiT(cfg)
-    if init is not None:
-        dit.load_state_dict(init.dit.state_dict())
+    if init is not None:  # a head the model folder lacks starts at zero: the DiT starts as the folder's
+        missing, _ = dit.load_state_dict(init.dit.state_dict(), strict=init.dit.head is not None or dit.head is None)
+        assert all(k.startswith("head.") for k in missing), missing
     trainer = Trainer("dit", dit, loss, stream, loop, out, device, progress, dist=d, fsdp=fsdp)
     trainer.resume()
     trainer.run()
@@ -300,9 +301,12 @@ def train(preset_name: str, out: str | Path, steps: int | None = None, batch_siz
 
 
 def load_init(folder: Path, model_cfg, text: TextEncoder, device: torch.device) -> tuple[Framecast, dict]:
-    """The model folder a run continues from, checked against the preset, and its recipe.json."""
+    """The model folder a run continues from, checked against the preset, and its recipe.json.
+    A folder whose DiT lacks the preset's convolutional head is continued with the head grown at
+    zero (train_dit), so the run starts from exactly the folder's model."""
     base = Framecast.load(folder, text=text)
-    if base.config != model_cfg:
+    if replace(base.config, dit=replace(base.config.dit, head_channels=model_cfg.dit.head_channels)) != model_cfg \
+            or base.config.dit.head_channels not in (0, model_cfg.dit.head_channels):
         raise ValueError(f"--init {folder} holds a model of another architecture than the preset's; "
                          "continue it with the preset it was trained with")
     recipe_path = folder / "recipe.json"
@@ -312,6 +316,8 @@ def load_init(folder: Path, model_cfg, text: TextEncoder, device: torch.device) 
 
 def _train(preset_name, model_cfg, tc: TrainConfig, out: Path, seed: int, resume: bool, data, stage: str,
            progress: bool, fsdp: bool, d: Dist, init: Path | None = None) -> Path:
+    if data is not None:  # the preset's DiT weights name its world buckets; your folders weigh the same
+        tc = replace(tc, dit_weights=None)
     settings = {"preset": preset_name, "seed": seed, "data": str(data) if data else None,
                 "init": str(init) if init else None, **tc.to_dict()}
     settings = json.loads(json.dumps(settings))  # as train.json holds them (tuples become lists)
