@@ -92,8 +92,8 @@ class ConvHead(nn.Module):
     def forward(self, v: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """v, x (B, C, T, H, W); t (B, T) per latent frame -> v refined, (B, C, T, H, W)."""
         b, _, frames, h, w = x.shape
-        tmap = t.to(x.dtype)[:, None, :, None, None].expand(b, 1, frames, h, w)
-        return v + self.net(torch.cat([v, x.to(v.dtype), tmap.to(v.dtype)], 1)).to(v.dtype)
+        tmap = t.to(v.dtype)[:, None, :, None, None].expand(b, 1, frames, h, w)
+        return v + self.net(torch.cat([v, x.to(v.dtype), tmap], 1)).to(v.dtype)
 
 
 class DiT(nn.Module):

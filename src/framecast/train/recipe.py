@@ -248,9 +248,9 @@ def train_dit(cfg: DiTConfig, tc: TrainConfig, vae: VideoVAE, text: TextEncoder,
     loss = dit_loss_fn(lambda z: (z - mean_b) / std_b, text([""]), device, tc.prompt_prob, tc.caption_dropout,
                        tc.cond_prob, tc.time_shift, tc.time_uniform)
     dit = DiT(cfg)
-    if init is not None:  # a head the model folder lacks starts at zero: the DiT starts as the folder's
-        missing, _ = dit.load_state_dict(init.dit.state_dict(), strict=init.dit.head is not None or dit.head is None)
-        assert all(k.startswith("head.") for k in missing), missing
+    if init is not None:  # a head the model folder lacks (load_init allows only that) starts at zero
+        missing, unexpected = dit.load_state_dict(init.dit.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("head.") for k in missing), (missing, unexpected)
     trainer = Trainer("dit", dit, loss, stream, loop, out, device, progress, dist=d, fsdp=fsdp)
     trainer.resume()
     trainer.run()
@@ -305,8 +305,8 @@ def load_init(folder: Path, model_cfg, text: TextEncoder, device: torch.device) 
     A folder whose DiT lacks the preset's convolutional head is continued with the head grown at
     zero (train_dit), so the run starts from exactly the folder's model."""
     base = Framecast.load(folder, text=text)
-    if replace(base.config, dit=replace(base.config.dit, head_channels=model_cfg.dit.head_channels)) != model_cfg \
-            or base.config.dit.head_channels not in (0, model_cfg.dit.head_channels):
+    headless = replace(model_cfg, dit=replace(model_cfg.dit, head_channels=0))
+    if base.config not in (model_cfg, headless):
         raise ValueError(f"--init {folder} holds a model of another architecture than the preset's; "
                          "continue it with the preset it was trained with")
     recipe_path = folder / "recipe.json"
