@@ -5,6 +5,7 @@ import torch
 
 from framecast.flow.editing import flow_edit
 from framecast.flow.guidance import cfg
+from framecast.flow.looping import cyclic
 from framecast.flow.objective import flow_loss, interpolate, sample_times, velocity_target
 from framecast.flow.samplers import SAMPLERS
 from framecast.flow.schedules import resolution_shift, sampling_times, shift_time, start_at
@@ -92,6 +93,33 @@ def test_guidance_wrapper():
     assert torch.allclose(v, torch.full((2, 3), 1.0 + 4.0 * (2.0 - 1.0)))
     assert calls == [4]  # one batched pass for both
     assert torch.allclose(cfg(model_fn, 1.0)(x, t, (pos, neg)), torch.full((2, 3), 2.0))
+
+
+def test_cyclic_rolls_the_cycle_and_each_velocity_back_to_its_frame():
+    seen = []
+
+    def model_fn(x, t, cond):  # each frame's velocity: its own value plus where the model saw it
+        seen.append(x[0, 0, :, 0, 0].tolist())
+        return x + torch.arange(x.shape[2], dtype=x.dtype).view(1, 1, -1, 1, 1) * 100
+
+    x = torch.arange(7.0).view(1, 1, 7, 1, 1).expand(2, 3, 7, 2, 2).contiguous()  # frame j holds j
+    fn = cyclic(model_fn, first=1)
+    period = 6
+    for _ in range(period):
+        v = fn(x, torch.ones(2), None)
+        order = torch.tensor(seen[-1]).long()
+        assert torch.equal(v[:, :, order] - x[:, :, order], torch.arange(7.0).view(1, 1, 7, 1, 1).expand_as(v) * 100)
+    assert all(s[0] == 0 for s in seen)  # the frame before the cycle stays first
+    assert len({tuple(s) for s in seen}) == period  # every shift once in `period` calls
+    pairs = [(a, b) for s in seen for a, b in zip(s[1:], s[2:])]
+    for j in range(1, 7):  # every neighbour in the cycle, the last before the first, seen side by side
+        after = j % 6 + 1
+        assert pairs.count((j, after)) == period - 1
+    got = []  # times per frame (given frames at 0) move with their frames
+    fn = cyclic(lambda x, t, c: (got.append((x[0, 0, :, 0, 0].clone(), t[0].clone())), x)[1], first=1)
+    for _ in range(3):
+        fn(x, torch.arange(7.0).view(1, 7).expand(2, 7), None)
+        assert torch.equal(*got[-1])
 
 
 def _point_mass(x0):

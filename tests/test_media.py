@@ -169,13 +169,21 @@ def test_connecting_windows_join_a_head_to_a_tail(n, made):
     assert all(w.tail == 0 for w in plan[:-1])
 
 
-@pytest.mark.parametrize("n, before", [(8, 0), (48, 0), (47, 1), (720, 0), (7, 1)])
+@pytest.mark.parametrize("n, before", [(52, 0), (47, 1), (720, 0), (7, 1)])
 def test_loop_windows_end_leading_into_the_start(n, before):
     plan = windows.loop(n, 13, 2, TF, before)
     assert windows.frames_made(plan) == n
     assert plan[-1].tail >= 1 and plan[-1].head >= 1 and all(w.latents <= 13 for w in plan)
+    assert not any(w.cyclic for w in plan)
     with pytest.raises(ValueError, match="a loop needs at least 8 frames"):
         windows.loop(7 - before, 13, 2, TF, before)
+
+
+@pytest.mark.parametrize("n, made", [(8, 8), (9, 8), (47, 48), (48, 48)])
+def test_a_loop_from_text_that_fits_a_window_is_one_cycle(n, made):
+    plan = windows.loop(n, 13, 2, TF)
+    assert plan == [windows.Window(0, 1 + made // TF, 0, made, skip=1, cyclic=True)]
+    assert windows.frames_made(plan) == made  # whole latent frames: tf k
 
 
 # --- image-to-video -------------------------------------------------------------------------
@@ -280,6 +288,17 @@ def test_a_loop_ends_leading_into_its_own_start(model, record, with_image):
         assert torch.equal(frames[0], torch.from_numpy(image))
     m = prepare(model, PROMPT, SampleOptions(seconds=4.0), given).plan[-1].tail
     assert torch.equal(decoded[-1][:, :, -m:], enc(model, frames[:1 + TF * m])[:, :, 1:])
+
+
+def test_a_short_loop_is_made_as_a_cycle_and_decoded_from_its_own_end(model, record):
+    calls, decoded = record
+    frames, _, notes = gen(model, given=Given(loop=True), seconds=1.75, guidance=1.0)
+    assert frames.shape[0] == 16 and any("the loop is 16 frames" in n for n in notes)
+    (z,) = decoded  # one window, its cycle (latents 1..4) decoded twice
+    assert z.shape[2] == 1 + 4 + 4 and torch.equal(z[:, :, 1:5], z[:, :, 5:])
+    assert torch.equal(frames, render.decode(model, z)[-16:])  # the second turn: it starts where it ended
+    orders = {tuple(x[0, 0, :, 0, 0].tolist()) for x, _ in calls}
+    assert len(orders) == len(calls) == META.steps  # the model saw the cycle rolled a new way each step
 
 
 # --- long clips -----------------------------------------------------------------------------

@@ -408,7 +408,7 @@ def cmd_generate(args) -> int:
                     "guidance": model.meta.guidance if opts.guidance is None else opts.guidance,
                     "best_of": opts.best_of or model.meta.best_of}
         gen = Generation(model_dir.resolve().name, settings=settings, prompt=prompt if args.include_prompt else None)
-        marks = write_marked_mp4(out, frames.numpy(), fps, gen)
+        marks = write_marked_mp4(out, frames.numpy(), fps, gen, loop=args.loop)
         seconds = time.perf_counter() - start
         if batch:  # beside each clip what `framecast eval` needs to score it
             # the seed asked for remakes the whole request; the notes name the kept candidate's own

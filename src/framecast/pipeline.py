@@ -466,12 +466,14 @@ def prepare(model: Framecast, prompt: str, opts: SampleOptions, given: Given | N
         n = frame_count(opts.seconds, fps) - ("image" in frames)
     plan = _plan(model, given, n, context, len(before) if before is not None else 0,
                  len(after) if after is not None else 0)
-    if pt > 1 and (len(plan) > 1 or media):
-        raise ValueError(f"this model's DiT patches {pt} latent frames together; windows and given frames need 1")
+    if pt > 1 and (len(plan) > 1 or media or given.loop):
+        raise ValueError(f"this model's DiT patches {pt} latent frames together; windows, given frames and "
+                         "loops need 1")
     made = windows.frames_made(plan)
     if made != n:
-        notes.append(f"the transition is {made} frames ({made / fps:.2f} s), not {n}: a short one is made in "
-                     f"steps of {tf} frames")
+        what = "the loop" if plan[0].cyclic else "the transition"
+        notes.append(f"{what} is {made} frames ({made / fps:.2f} s), not {n}: a short one is made in steps of {tf} "
+                     "frames")
     total = made + sum(len(x) for x in (before, after) if x is not None)
     text = prompt
     if opts.expand and prompt.strip():

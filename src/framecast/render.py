@@ -20,6 +20,7 @@ import torch
 from .flow.conditioning import apply_given, condition
 from .flow.editing import flow_edit
 from .flow.guidance import cfg as guided
+from .flow.looping import cyclic
 from .flow.schedules import resolution_shift, sampling_times, start_at
 from .windows import Window
 
@@ -115,6 +116,8 @@ def sample_window(model: Framecast, job: Job, w: Window, gen: torch.Generator, h
         return model.dit(x.to(dtype), t, text, text_mask).float()
 
     fn = guided(model_fn, job.scale)
+    if w.cyclic:
+        fn = cyclic(fn, first=1)
     source_fn = model_fn
     if given.any():
         fn = condition(fn, given, clean)
@@ -125,6 +128,8 @@ def sample_window(model: Framecast, job: Job, w: Window, gen: torch.Generator, h
                       job.source_text, lambda: torch.randn(shape, generator=gen).to(device), callback=callback)
     else:
         z = job.sampler(fn, x, window_times(model, job, w), job.text, callback=callback)
+    if w.cyclic:  # decode the cycle twice and keep the second turn: its start follows its end, as in a loop
+        return decode(model, torch.cat([z, z[:, :, 1:]], dim=2))[-w.made(tf):]
     frames = decode(model, z)  # head context, new frames, tail context
     start = w.head_frames(tf) + w.skip
     return frames[start:start + w.made(tf)]

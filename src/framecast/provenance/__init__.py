@@ -17,13 +17,14 @@ __all__ = ["Generation", "detect", "embed", "format_report", "read_manifest", "s
            "video_id", "write_marked_mp4", "write_marked_png"]
 
 
-def write_marked_mp4(path: str | Path, frames: np.ndarray, fps: float, gen: Generation) -> dict:
-    """Watermark the frames, encode them as mp4 and sign it: the one way framecast writes a
-    generated video (the CLI and the server both call this). Returns what was done:
-    {"watermark_id", "credentials" (where the signing key came from), "embed_s", "sign_s"}."""
+def write_marked_mp4(path: str | Path, frames: np.ndarray, fps: float, gen: Generation, loop: bool = False) -> dict:
+    """Watermark the frames, encode them as mp4 (a loop as video.io.write_mp4 codes one) and sign
+    it: the one way framecast writes a generated video (the CLI and the server both call this).
+    Returns what was done: {"watermark_id", "credentials" (where the signing key came from),
+    "embed_s", "sign_s"}."""
     from ..video.io import write_mp4
 
-    return _write_marked(path, frames, lambda p, marked: write_mp4(p, marked, fps), "video/mp4", gen)
+    return _write_marked(path, frames, lambda p, marked: write_mp4(p, marked, fps, loop=loop), "video/mp4", gen)
 
 
 def write_marked_png(path: str | Path, frame: np.ndarray, gen: Generation) -> dict:
