@@ -122,6 +122,23 @@ def test_cyclic_rolls_the_cycle_and_each_velocity_back_to_its_frame():
         assert torch.equal(*got[-1])
 
 
+def test_a_cycle_longer_than_the_window_runs_in_chunks_led_by_the_frames_before_it():
+    seen = []
+
+    def model_fn(x, t, cond):  # a per-frame field: chunking must not change any frame's velocity
+        seen.append(x[0, 0, :, 0, 0].tolist())
+        return 2 * x + 1
+
+    x = torch.arange(11.0).view(1, 1, 11, 1, 1).expand(1, 2, 11, 3, 3).contiguous()  # a lone frame + 10
+    fn = cyclic(model_fn, first=1, window=4)
+    for _ in range(10):
+        assert torch.equal(fn(x, torch.ones(1), None), 2 * x + 1)
+    assert all(len(s) <= 4 and s[0] == 0 for s in seen)  # each call: the lone frame, then a chunk
+    assert len(seen) == 10 * 4  # 10 cycle frames, 3 a call: 4 chunks a step
+    pairs = {(a, b) for s in seen for a, b in zip(s[1:], s[2:])}
+    assert {(j, j % 10 + 1) for j in range(1, 11)} <= pairs  # every neighbour, 10 before 1, seen side by side
+
+
 def _point_mass(x0):
     """The straight flow of a single data point x0: v(x, t) = (x - x0) / t."""
     return lambda x, t, cond: (x - x0) / t.view(-1, *[1] * (x.dim() - 1))

@@ -77,7 +77,7 @@ def decode(model: Framecast, z: torch.Tensor) -> torch.Tensor:
 def window_times(model: Framecast, job: Job, w: Window) -> torch.Tensor:
     """The sampler's times for a window: shifted by its token count; an edit starts part way."""
     sf = model.vae.spatial_factor
-    grid = model.dit.grid((w.latents, job.height // sf, job.width // sf))
+    grid = model.dit.grid((min(w.latents, model.meta.window), job.height // sf, job.width // sf))
     times = sampling_times(job.steps, resolution_shift(grid[0] * grid[1] * grid[2], model.meta.time_shift))
     return start_at(times, job.strength) if job.source is not None else times
 
@@ -117,7 +117,7 @@ def sample_window(model: Framecast, job: Job, w: Window, gen: torch.Generator, h
 
     fn = guided(model_fn, job.scale)
     if w.cyclic:
-        fn = cyclic(fn, first=1)
+        fn = cyclic(fn, first=1, window=model.meta.window)
     source_fn = model_fn
     if given.any():
         fn = condition(fn, given, clean)
@@ -128,8 +128,9 @@ def sample_window(model: Framecast, job: Job, w: Window, gen: torch.Generator, h
                       job.source_text, lambda: torch.randn(shape, generator=gen).to(device), callback=callback)
     else:
         z = job.sampler(fn, x, window_times(model, job, w), job.text, callback=callback)
-    if w.cyclic:  # decode the cycle twice and keep the second turn: its start follows its end, as in a loop
-        return decode(model, torch.cat([z, z[:, :, 1:]], dim=2))[-w.made(tf):]
+    if w.cyclic:  # decoded after its own last window's worth, the cycle starts where it ends, as in a loop
+        warm = z[:, :, max(1, w.latents - model.meta.window + 1):]
+        return decode(model, torch.cat([z[:, :, :1], warm, z[:, :, 1:]], dim=2))[-w.made(tf):]
     frames = decode(model, z)  # head context, new frames, tail context
     start = w.head_frames(tf) + w.skip
     return frames[start:start + w.made(tf)]

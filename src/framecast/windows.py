@@ -4,8 +4,8 @@ The DiT makes at most `window` latent frames at a time (the length it was traine
 window may be given clean latent frames at its start (`head`: the last frames made so far, or
 a given image or clip) and at its end (`tail`: the first frames of a clip it must lead into).
 Longer clips are made window after window, each given the tail of the last, so time grows
-linearly with the length and memory stays flat. A loop that fits one window is made whole, its
-latent frames a cycle (`cyclic`, flow/looping.py).
+linearly with the length and memory stays flat. A loop from text is one window of any length
+whose latent frames form a cycle (`cyclic`), sampled a window at a time (flow/looping.py).
 
 The causal VAE decides the frame counts (tf = its temporal factor, 4): a clip's first latent
 frame is one frame and every later one is tf frames. Given frames are encoded as a clip of
@@ -137,13 +137,14 @@ def connect(n: int, window: int, context: int, tf: int, before: int, after: int)
 def loop(n: int, window: int, context: int, tf: int, before: int = 0) -> list[Window]:
     """n frames after `before` given ones, the last of which flows back into the first of them all.
 
-    A loop from nothing that fits one window is made whole, as a cycle of latent frames (after
-    the lone first one, dropped): tf k frames, k = n / tf rounded. Otherwise the clip is made
-    forward, then a joining window leads from its end to its own start."""
+    A loop from nothing is made whole, as a cycle of latent frames (after the lone first one,
+    dropped): tf k frames, k = n / tf rounded; a cycle longer than a window is sampled a window
+    at a time (flow/looping.py). A loop from an image is made forward, then a joining window
+    leads from its end to its own start."""
     if before + n < 2 * tf:
         raise ValueError(f"a loop needs at least {2 * tf} frames, got {before + n}")
-    k = round(n / tf)
-    if not before and 1 + k <= window:
+    if not before:
+        k = round(n / tf)
         return [Window(0, 1 + k, 0, tf * k, skip=1, cyclic=True)]
     joined = max(1, min(window - 2 * context, round((before + n) * LOOP_SHARE / tf)))
     first = n - (tf * joined - 1)  # frames made before the joining window

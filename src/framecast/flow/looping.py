@@ -4,8 +4,9 @@ A loop's latent frames after the first (the lone first frame, dropped from the o
 windows.py) form a cycle: the last leads into the first as any frame leads into the next. The
 DiT sees a window with two ends, so each call shows it the cycle rolled by another shift (the
 last-first seam sits inside the window on every call but one in `period`): every neighbouring
-pair, the seam included, is made to agree on nearly every step. This is the latent rolling of
-looping video samplers (e.g. "free loops" with AnimateDiff), for a flow sampler.
+pair, the seam included, is made to agree on nearly every step. A cycle longer than the window
+is run a window at a time, the cuts moving with the roll. This is the latent rolling of looping
+video samplers (e.g. "free loops" with AnimateDiff), for a flow sampler.
 """
 
 from __future__ import annotations
@@ -28,11 +29,16 @@ def _stride(period: int) -> int:
     return s % period or 1
 
 
-def cyclic(model_fn: ModelFn, first: int = 1) -> ModelFn:
+def cyclic(model_fn: ModelFn, first: int = 1, window: int | None = None) -> ModelFn:
     """model_fn over latents (B, C, T', H, W) whose frames first .. T'-1 form a cycle.
 
     Call j rolls the cycle by j * stride frames (mod its period), runs model_fn and rolls the
     velocity back; frames before `first` stay in place. Times may be (B,) or (B, T').
+
+    A cycle longer than a window (at most `window` frames a call, the first ones included) is
+    cut, after the roll, into near-equal chunks, each run with the frames before the cycle in
+    front (their velocity: the chunks' mean). The cuts move with the roll, so every neighbouring
+    pair is inside one chunk on most calls; time grows linearly with the cycle, memory stays flat.
     """
     calls = itertools.count()
 
@@ -42,7 +48,20 @@ def cyclic(model_fn: ModelFn, first: int = 1) -> ModelFn:
             return model_fn(x, t, cond)
         shift = next(calls) * _stride(period) % period
         order = torch.cat([torch.arange(first), first + (torch.arange(period) + shift) % period]).to(x.device)
-        v = model_fn(x[:, :, order], t[:, order] if t.dim() == 2 else t, cond)
+        x, t = x[:, :, order], (t[:, order] if t.dim() == 2 else t)
+        room = period if window is None else window - first
+        if room < 1:
+            raise ValueError(f"a window of {window} frames holds none of the cycle after {first} given ones")
+        n = -(-period // room)  # chunks
+        cuts = [first + period * i // n for i in range(n + 1)]
+        lead = torch.arange(first, device=x.device)
+        v = torch.empty_like(x)
+        v[:, :, :first] = 0
+        for a, b in zip(cuts, cuts[1:]):
+            idx = torch.cat([lead, torch.arange(a, b, device=x.device)])
+            vc = model_fn(x[:, :, idx], t[:, idx] if t.dim() == 2 else t, cond)
+            v[:, :, a:b] = vc[:, :, first:]
+            v[:, :, :first] += vc[:, :, :first] / n
         return torch.empty_like(v).index_copy_(2, order, v)
 
     return rolled
