@@ -40,6 +40,8 @@ def cyclic(model_fn: ModelFn, first: int = 1, window: int | None = None) -> Mode
     front (their velocity: the chunks' mean). The cuts move with the roll, so every neighbouring
     pair is inside one chunk on most calls; time grows linearly with the cycle, memory stays flat.
     """
+    if window is not None and window <= first:
+        raise ValueError(f"a window of {window} frames holds none of the cycle after {first} given ones")
     calls = itertools.count()
 
     def rolled(x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
@@ -49,10 +51,7 @@ def cyclic(model_fn: ModelFn, first: int = 1, window: int | None = None) -> Mode
         shift = next(calls) * _stride(period) % period
         order = torch.cat([torch.arange(first), first + (torch.arange(period) + shift) % period]).to(x.device)
         x, t = x[:, :, order], (t[:, order] if t.dim() == 2 else t)
-        room = period if window is None else window - first
-        if room < 1:
-            raise ValueError(f"a window of {window} frames holds none of the cycle after {first} given ones")
-        n = -(-period // room)  # chunks
+        n = 1 if window is None else -(-period // (window - first))  # chunks of at most a window
         cuts = [first + period * i // n for i in range(n + 1)]
         lead = torch.arange(first, device=x.device)
         v = torch.empty_like(x)
