@@ -39,9 +39,9 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float, crf: int = 18, l
         stream = out.add_stream("libx264", rate=_fps_fraction(fps))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         # mbtree off: x264's MB-tree rate control made repeated encodes of the same frames differ
-        stream.options = {"crf": str(crf), "preset": "medium", "x264-params": "mbtree=0"}
-        if loop:
-            stream.options = {"qp": str(LOOP_QP), "preset": "medium", "x264-params": "mbtree=0:ipratio=1:pbratio=1"}
+        rate = {"qp": str(LOOP_QP), "x264-params": "mbtree=0:ipratio=1:pbratio=1"} if loop else \
+            {"crf": str(crf), "x264-params": "mbtree=0"}
+        stream.options = {**rate, "preset": "medium"}
         stream.codec_context.color_range = 1  # limited (TV) range, as players expect
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
