@@ -202,6 +202,28 @@ def test_verify_reads_both_witnesses(signed, tmp_path, clip):
     assert plain["verdict"].startswith("no framecast provenance")
 
 
+def test_a_mark_the_encoder_loses_is_made_again_stronger(tmp_path, signed):
+    """Busy 32x32 frames (what an untrained model makes) can lose the standard mark to H.264; every
+    file written still verifies, and clips that keep it are not marked any harder."""
+    busy = np.clip(np.random.default_rng(0).normal(128, 30, (8, 32, 32, 3)), 0, 255).astype(np.uint8)
+    write_mp4(tmp_path / "standard.mp4", watermark.embed(busy, 7), 8)
+    assert not watermark.detect(read_mp4(tmp_path / "standard.mp4")[0]).detected  # the case this is for
+    record = write_marked_mp4(tmp_path / "busy.mp4", busy, 8, Generation("tiny"))
+    assert record["watermark_read"] and record["watermark_strength"] > watermark.STRENGTH
+    mark = verify_file(tmp_path / "busy.mp4")["watermark"]
+    assert mark["detected"] and mark["id"] == record["watermark_id"]
+    assert signed[1]["watermark_read"] and signed[1]["watermark_strength"] == watermark.STRENGTH
+
+
+def test_a_mark_no_strength_keeps_is_written_at_the_standard_one(tmp_path):
+    still_noise = np.repeat(np.random.default_rng(0).normal(128, 30, (1, 32, 32, 3)), 8, 0)
+    with pytest.warns(UserWarning, match="could not be read back"):
+        record = write_marked_mp4(tmp_path / "noise.mp4", np.clip(still_noise, 0, 255).astype(np.uint8), 8,
+                                  Generation("tiny"))
+    assert not record["watermark_read"] and record["watermark_strength"] == watermark.STRENGTH
+    assert read_manifest(tmp_path / "noise.mp4")["status"] == "valid"  # the credentials still say what it is
+
+
 def _circling_ball(steps: int = 48) -> np.ndarray:
     """A loop: a ball going once round a small circle, (steps, 64, 64, 3) uint8."""
     yy, xx = np.mgrid[:64, :64]
