@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from .config import EDITS, MAX_BEST_OF
@@ -738,11 +739,24 @@ def cmd_verify(args) -> int:
     return 0 if report["framecast"] else 1
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """framecast's own warnings as one plain line, like its notes; others as Python shows them."""
+    if issubclass(category, UserWarning) and f"{os.sep}framecast{os.sep}" in filename:
+        print(f"framecast: warning: {message}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except (UsageError, ValueError, FileNotFoundError) as e:
         print(f"framecast: error: {e}", file=sys.stderr)
         return 2
