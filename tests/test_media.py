@@ -588,7 +588,7 @@ def test_a_warning_is_one_plain_line(model_dir, tmp_path, monkeypatch):
     """framecast's warnings reach a CLI user as `framecast: warning: ...`, not Python's file:line form."""
     import framecast.provenance as provenance
 
-    monkeypatch.setattr(provenance, "detect", lambda frames: provenance.watermark.Detection(False, None, 0.0, 1.0, 0.0, ()))
+    monkeypatch.setattr(provenance, "detect_still", lambda still: provenance.watermark.Detection(False, None, 0.0, 1.0, 0.0, ()))
     code, out, err = call("image", "a blue box", "-o", tmp_path / "still.png", "--model", model_dir, "--steps", 1)
     assert code == 0 and "wrote" in out
     assert "framecast: warning: still.png: the watermark could not be read back" in err

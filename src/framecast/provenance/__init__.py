@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .manifest import Generation, read_manifest, sign_mp4
-from .verify import format_report, verify_file
-from .watermark import STRENGTH, detect, embed, video_id
+from .verify import format_report, still_luma_of_file, verify_file
+from .watermark import STRENGTH, detect, detect_still, embed, video_id
 
 MARK_TRIES = 3  # embeddings tried before a file is written whose mark cannot be read back
 MARK_GAIN = 1.5  # each try's strength over the last's: PSNR -3.5 dB a try
@@ -27,28 +27,24 @@ def write_marked_mp4(path: str | Path, frames: np.ndarray, fps: float, gen: Gene
     Returns what was done: {"watermark_id", "watermark_strength" (RMS luma levels), "watermark_read"
     (whether the mark was read back from the file), "credentials" (where the signing key came from),
     "embed_s", "check_s" (reading the file back and detecting), "sign_s"}."""
-    from ..video.io import read_mp4, write_mp4
+    from ..video.io import write_mp4
 
-    return _write_marked(path, frames, lambda p, marked: write_mp4(p, marked, fps, loop=loop),
-                         lambda p: read_mp4(p)[0], "video/mp4", gen)
+    return _write_marked(path, frames, lambda p, marked: write_mp4(p, marked, fps, loop=loop), "video/mp4", gen)
 
 
 def write_marked_png(path: str | Path, frame: np.ndarray, gen: Generation) -> dict:
     """A generated still (H, W, 3) as PNG, watermarked and signed like a video."""
     from PIL import Image
 
-    def read(p: Path) -> np.ndarray:
-        with Image.open(p) as image:
-            return np.asarray(image.convert("RGB"))[None]
-
     return _write_marked(path, np.asarray(frame)[None],
-                         lambda p, marked: Image.fromarray(marked[0]).save(p, format="PNG"), read, "image/png", gen)
+                         lambda p, marked: Image.fromarray(marked[0]).save(p, format="PNG"), "image/png", gen)
 
 
-def _write_marked(path: str | Path, frames: np.ndarray, write, read, mime: str, gen: Generation) -> dict:
-    """Embed, write, read the file back and detect: the encoder quantises the mark away on some
-    content (busy frames at 32x32 lost it in 3 of 60 clips at the standard strength), so until
-    the file as written carries it, embed again a little stronger (MARK_GAIN a try). Then sign."""
+def _write_marked(path: str | Path, frames: np.ndarray, write, mime: str, gen: Generation) -> dict:
+    """Embed, write, and detect in the file as `framecast verify` reads it: the encoder quantises
+    the mark away on some content (busy frames at 32x32 lost it in 3 of 60 clips at the standard
+    strength), so until the file as written carries it, embed again a little stronger (MARK_GAIN
+    a try). Then sign."""
     frames = np.asarray(frames)  # (T, H, W, 3) uint8
     path = Path(path)
     ident = video_id(frames)
@@ -63,7 +59,7 @@ def _write_marked(path: str | Path, frames: np.ndarray, write, read, mime: str, 
             t1 = time.perf_counter()
             write(unsigned, marked)
             t2 = time.perf_counter()
-            found = detect(read(unsigned))
+            found = detect_still(still_luma_of_file(unsigned))
             embed_s, check_s = embed_s + t1 - t0, check_s + time.perf_counter() - t2
             if read_back := (found.detected and found.id == ident):
                 break
