@@ -75,6 +75,7 @@ def test_generate_with_the_trained_model(trained, tmp_path):
     (["--preset", "tiny", "--decoder-steps", "-1"], "--decoder-steps must be at least 0"),
     (["--preset", "tiny", "--dit-clips", "0"], "--dit-clips must be at least 1"),
     (["--preset", "tiny", "--decoder-denoise", "1.5"], "--decoder-denoise is a flow time in [0, 1]"),
+    (["--preset", "tiny", "--lr", "0"], "--lr must be a learning rate between 0 and 1"),
     (["--preset", "tiny", "--stage", "decoder", "--decoder-denoise", "0.3"], "train it after the DiT"),
     (["--preset", "tiny", "--init", "no/such/model"], "no model folder"),
 ])
@@ -143,7 +144,7 @@ def test_a_run_continues_from_a_model_folder(trained, tmp_path):
     from safetensors.torch import load_file
     out = tmp_path / "more"
     res = run("train", "--preset", "tiny", "--init", trained / "model", "--steps", "4", "--decoder-steps", "0",
-              "--seed", "3", "--out", out)
+              "--lr", "1e-4", "--seed", "3", "--out", out)
     assert res.returncode == 0, res.stderr
     base, more = (load_file(d / "model" / "model.safetensors") for d in (trained, out))
     assert all(torch.equal(base[k], more[k]) for k in base if k.startswith("vae."))  # the VAE is kept
@@ -154,8 +155,10 @@ def test_a_run_continues_from_a_model_folder(trained, tmp_path):
     assert cfg[0]["latent_mean"] == cfg[1]["latent_mean"] and cfg[0]["latent_std"] == cfg[1]["latent_std"]
     recipe = json.loads((out / "model" / "recipe.json").read_text())
     assert recipe["dit_step"] == 4 and recipe["dit_step_total"] == 6 + 4
+    assert recipe["train"]["lr"] == 1e-4 and recipe["init"]["recipe"]["train"]["lr"] > 1e-4  # --lr, not the preset's
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in log} == {"dit"} and not (out / "vae.ckpt").exists()
+    assert 0 < max(r["lr"] for r in log) <= 1e-4
 
 
 def test_a_model_folders_decoder_alone_is_fine_tuned_with_zero_dit_steps(trained, tmp_path):

@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder-denoise", type=float, default=None, metavar="T",
                    help="fine-tune the decoder on the DiT's one-step denoising of latents noised to flow times "
                         "up to T (what sampling hands it), 0 for clean latents (default: the preset's)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="the DiT's peak learning rate, reached after the warm-up and decayed by a cosine to 10%% "
+                        "(default: the preset's; a run that continues a trained model may want less)")
     p.add_argument("--dit-clips", type=int, default=None, metavar="N",
                    help="clips per bucket whose latents are cached for the DiT (default: all the VAE saw)")
     p.add_argument("--seed", type=int, default=0)
@@ -274,11 +277,13 @@ def cmd_train(args) -> int:
         value, least = getattr(args, name), 0 if keep else 1
         if value is not None and value < least:
             raise UsageError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
+    if args.lr is not None and not 0.0 < args.lr < 1.0:
+        raise UsageError(f"--lr must be a learning rate between 0 and 1, got {args.lr}")
     if args.decoder_denoise is not None and not 0.0 <= args.decoder_denoise <= 1.0:
         raise UsageError(f"--decoder-denoise is a flow time in [0, 1], got {args.decoder_denoise}")
     folder = train(args.preset, args.out, steps=args.steps, batch_size=args.batch_size, vae_steps=args.vae_steps,
                    decoder_steps=args.decoder_steps, dit_clips=args.dit_clips, decoder_denoise=args.decoder_denoise,
-                   init=args.init, seed=args.seed,
+                   lr=args.lr, init=args.init, seed=args.seed,
                    resume=args.resume, data=args.data, stage=args.stage, fsdp=args.fsdp)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one report
         print(f"{args.stage.upper() if args.stage == 'vae' else args.stage} trained in {folder}"

@@ -123,16 +123,18 @@ def vae_psnr(vae: VideoVAE, bucket: Bucket, clips: int = 16, seed: int = 10**6) 
 
 def settings_for(preset_name: str, steps: int | None, batch_size: int | None, vae_steps: int | None = None,
                  decoder_steps: int | None = None, dit_clips: int | None = None, init: bool = False,
-                 decoder_denoise: float | None = None) -> TrainConfig:
-    """The preset's recipe with the step counts, batch size and decoder denoising a run overrides
-    (None: the preset's).
+                 decoder_denoise: float | None = None, lr: float | None = None) -> TrainConfig:
+    """The preset's recipe with the step counts, batch size, DiT learning rate and decoder denoising
+    a run overrides (None: the preset's).
     A run that continues a model folder (`init`) may train its DiT 0 steps: its decoder alone."""
     tc = TRAIN_PRESETS[preset_name]
     given = {"dit_steps": steps, "batch_size": batch_size, "vae_steps": vae_steps, "decoder_steps": decoder_steps,
-             "dit_clips": dit_clips, "decoder_denoise": decoder_denoise}
+             "dit_clips": dit_clips, "decoder_denoise": decoder_denoise, "lr": lr}
     tc = replace(tc, **{k: v for k, v in given.items() if v is not None})
     if tc.batch_size < 1 or tc.vae_steps < 1 or (tc.dit_clips is not None and tc.dit_clips < 1):
         raise ValueError("VAE steps, DiT clips and batch size must be at least 1")
+    if not 0.0 < tc.lr < 1.0:
+        raise ValueError(f"the DiT's learning rate must be between 0 and 1, got {tc.lr}")
     if tc.dit_steps < (0 if init else 1):
         raise ValueError("DiT steps must be at least 1 (0 only with --init, to keep its DiT as it is)")
     if tc.decoder_steps < 0:
@@ -268,7 +270,7 @@ def load_ema(model: torch.nn.Module, ckpt: Path, device: torch.device) -> tuple[
 
 def train(preset_name: str, out: str | Path, steps: int | None = None, batch_size: int | None = None,
           vae_steps: int | None = None, decoder_steps: int | None = None, dit_clips: int | None = None,
-          decoder_denoise: float | None = None, seed: int = 0,
+          decoder_denoise: float | None = None, lr: float | None = None, seed: int = 0,
           resume: bool = False, data: str | Path | None = None, stage: str = "all",
           progress: bool = True, fsdp: bool = False, init: str | Path | None = None) -> Path:
     """Run a preset's recipe (stage "all", or "vae" alone); returns the model folder or, for
@@ -288,7 +290,7 @@ def train(preset_name: str, out: str | Path, steps: int | None = None, batch_siz
         raise ValueError(f"--init continues from a trained VAE: there is no --stage {stage} to run")
     model_cfg = preset(preset_name)
     tc = settings_for(preset_name, steps, batch_size, vae_steps, decoder_steps, dit_clips, init=init is not None,
-                      decoder_denoise=decoder_denoise)
+                      decoder_denoise=decoder_denoise, lr=lr)
     if stage == "decoder" and tc.decoder_denoise > 0:  # before any data is rendered
         raise ValueError(DENOISE_NEEDS_DIT)
     with distributed.session() as d:
