@@ -58,9 +58,9 @@ def _write_marked(path: str | Path, frames: np.ndarray, write, mime: str, gen: G
             marked = embed(frames, ident, strength)
             t1 = time.perf_counter()
             write(unsigned, marked)
-            t2 = time.perf_counter()
+            written = time.perf_counter()
             found = detect_still(still_luma_of_file(unsigned))
-            embed_s, check_s = embed_s + t1 - t0, check_s + time.perf_counter() - t2
+            embed_s, check_s = embed_s + t1 - t0, check_s + time.perf_counter() - written
             if read_back := (found.detected and found.id == ident):
                 break
         else:  # content no mark survives (e.g. still noise): a stronger one would only cost PSNR
